@@ -1,0 +1,116 @@
+/**
+ * D1 tables of the PDS (drizzle-orm schema; `npm run db:generate` writes the
+ * SQL migrations in `migrations/`). Only `src/db` imports this file.
+ *
+ * One account lives here, so no table is keyed by DID except `repo_root`.
+ * Everything a commit touches (blocks, root, record index, backlinks, the
+ * commit chain and the firehose event) is written in one `batch()`.
+ */
+import { customType, index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core'
+
+/** BLOB column read back as Uint8Array whatever D1 hands us (ArrayBuffer or number[]). */
+export const bytes = customType<{ data: Uint8Array; driverData: ArrayBuffer | number[] | Uint8Array }>({
+  dataType: () => 'blob',
+  toDriver: (value) => value,
+  fromDriver: (value) => {
+    if (value instanceof Uint8Array) return value
+    if (value instanceof ArrayBuffer) return new Uint8Array(value)
+    return Uint8Array.from(value)
+  },
+})
+
+/** The current signed commit of the repo: read fresh before every write. */
+export const repoRoot = sqliteTable('repo_root', {
+  did: text('did').primaryKey(),
+  cid: text('cid').notNull(),
+  rev: text('rev').notNull(),
+  indexedAt: text('indexed_at').notNull(),
+})
+
+/**
+ * Every commit ever made, linked to its parent. `prev` is UNIQUE: a parent can
+ * be built on only once, so a writer that built on a stale root makes its whole
+ * batch fail instead of forking the repo. The genesis commit uses prev = ''.
+ * A trigger (in the migration) also refuses a rev that does not increase.
+ */
+export const commitChain = sqliteTable('commit_chain', {
+  cid: text('cid').primaryKey(),
+  rev: text('rev').notNull().unique(),
+  prev: text('prev').notNull().unique(),
+  committedAt: text('committed_at').notNull(),
+})
+
+/**
+ * Repo blocks (MST nodes, records, commits). A block that leaves the repo is
+ * not deleted at once but marked with the rev that removed it, so a getRepo
+ * stream that started before that commit still finds it; the hourly cron
+ * deletes marked blocks once they are old.
+ */
+export const block = sqliteTable(
+  'block',
+  {
+    cid: text('cid').primaryKey(),
+    rev: text('rev').notNull(),
+    size: integer('size').notNull(),
+    content: bytes('content').notNull(),
+    removedRev: text('removed_rev'),
+    removedAt: text('removed_at'),
+  },
+  (t) => [index('block_rev_idx').on(t.rev), index('block_removed_at_idx').on(t.removedAt)],
+)
+
+/** Index of the records currently in the repo (values live in `block`). */
+export const record = sqliteTable(
+  'record',
+  {
+    uri: text('uri').primaryKey(),
+    collection: text('collection').notNull(),
+    rkey: text('rkey').notNull(),
+    cid: text('cid').notNull(),
+    rev: text('rev').notNull(),
+    indexedAt: text('indexed_at').notNull(),
+  },
+  (t) => [index('record_collection_rkey_idx').on(t.collection, t.rkey), index('record_cid_idx').on(t.cid)],
+)
+
+/** Follow/block/like/repost subjects, so a duplicate one replaces the older (as the reference PDS does). */
+export const backlink = sqliteTable(
+  'backlink',
+  {
+    uri: text('uri').notNull(),
+    path: text('path').notNull(),
+    linkTo: text('link_to').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.uri, t.path] }), index('backlink_link_idx').on(t.path, t.linkTo)],
+)
+
+/**
+ * Refresh tokens. D1, not KV, holds them: KV is eventually consistent, and a
+ * rotated or revoked refresh token must be refused on the very next request.
+ */
+export const refreshToken = sqliteTable(
+  'refresh_token',
+  {
+    id: text('id').primaryKey(),
+    did: text('did').notNull(),
+    expiresAt: text('expires_at').notNull(),
+    nextId: text('next_id'),
+    appPasswordName: text('app_password_name'),
+  },
+  (t) => [index('refresh_token_did_idx').on(t.did)],
+)
+
+/**
+ * The firehose log: written in the same batch as the commit it describes, so
+ * nothing is delivered that did not commit and nothing committed is lost.
+ */
+export const repoSeq = sqliteTable(
+  'repo_seq',
+  {
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    eventType: text('event_type').notNull(),
+    event: bytes('event').notNull(),
+    sequencedAt: text('sequenced_at').notNull(),
+  },
+  (t) => [index('repo_seq_sequenced_at_idx').on(t.sequencedAt)],
+)

@@ -1,0 +1,94 @@
+/**
+ * The D1 client: drizzle over the `DB` binding, counting round trips.
+ *
+ * In production every D1 call is a network round trip and counts against the
+ * per-request subrequest limit, so the count is part of each request's log
+ * line and of the benchmark. A `batch()` is one round trip however many
+ * statements it holds, and it is D1's only atomic unit.
+ */
+import { drizzle, type DrizzleD1Database } from 'drizzle-orm/d1'
+import type { BatchItem } from 'drizzle-orm/batch'
+import * as schema from '../../drizzle/schema'
+
+export { schema }
+
+export interface DbStats {
+  /** Round trips to D1 (a batch counts once). */
+  queries: number
+  rowsRead: number
+  rowsWritten: number
+}
+
+export interface Db {
+  orm: DrizzleD1Database<typeof schema>
+  stats: DbStats
+  /** Runs statements as one atomic D1 batch (one round trip). */
+  batch(statements: BatchItem<'sqlite'>[]): Promise<unknown[]>
+}
+
+type Meta = { rows_read?: number; rows_written?: number }
+
+const countMeta = (stats: DbStats, result: unknown): void => {
+  const meta = (result as { meta?: Meta } | null)?.meta
+  if (!meta) return
+  stats.rowsRead += meta.rows_read ?? 0
+  stats.rowsWritten += meta.rows_written ?? 0
+}
+
+const RAW = Symbol('raw statement')
+
+/** Wraps the binding so every terminal call is counted, whatever issued it. */
+const countingD1 = (d1: D1Database, stats: DbStats): D1Database => {
+  const wrapStatement = (stmt: D1PreparedStatement): D1PreparedStatement =>
+    new Proxy(stmt, {
+      get(target, prop, receiver) {
+        if (prop === RAW) return target
+        const value = Reflect.get(target, prop, receiver)
+        if (prop === 'bind') {
+          return (...args: unknown[]) => wrapStatement((value as D1PreparedStatement['bind']).apply(target, args))
+        }
+        if (prop === 'all' || prop === 'run' || prop === 'first' || prop === 'raw') {
+          return async (...args: unknown[]) => {
+            stats.queries++
+            const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
+            countMeta(stats, result)
+            return result
+          }
+        }
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+  return new Proxy(d1, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver)
+      if (prop === 'prepare') {
+        return (query: string) => wrapStatement(target.prepare(query))
+      }
+      if (prop === 'batch') {
+        return async (statements: D1PreparedStatement[]) => {
+          stats.queries++
+          // Unwrap: the binding checks that statements are its own objects.
+          const results = await target.batch(statements.map(unwrapStatement))
+          for (const result of results) countMeta(stats, result)
+          return results
+        }
+      }
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
+const unwrapStatement = (stmt: D1PreparedStatement): D1PreparedStatement =>
+  ((stmt as unknown as Record<symbol, D1PreparedStatement>)[RAW] ?? stmt)
+
+/** Opens a counted client for one request (cheap: drizzle holds no connection). */
+export const openDb = (d1: D1Database): Db => {
+  const stats: DbStats = { queries: 0, rowsRead: 0, rowsWritten: 0 }
+  const orm = drizzle(countingD1(d1, stats), { schema })
+  return {
+    orm,
+    stats,
+    batch: (statements) =>
+      statements.length === 0 ? Promise.resolve([]) : orm.batch(statements as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]),
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Record index queries. Values are the record blocks themselves, joined from
+ * `block`, so the index never holds a second copy that could drift.
+ */
+import { and, asc, desc, eq, gt, gte, inArray, lt } from 'drizzle-orm'
+import type { Db } from './client'
+import { schema } from './client'
+import { chunk, MAX_PARAMS } from './repo'
+
+const { block, record, backlink } = schema
+
+export interface RecordRow {
+  uri: string
+  cid: string
+  content: Uint8Array
+}
+
+export const getRecordRow = async (db: Db, uri: string): Promise<RecordRow | null> => {
+  const [row] = await db.orm
+    .select({ uri: record.uri, cid: record.cid, content: block.content })
+    .from(record)
+    .innerJoin(block, eq(block.cid, record.cid))
+    .where(eq(record.uri, uri))
+    .limit(1)
+  return row ?? null
+}
+
+export const listRecordRows = (
+  db: Db,
+  opts: { collection: string; limit: number; reverse: boolean; cursor?: string; rkeyStart?: string; rkeyEnd?: string },
+): Promise<RecordRow[]> => {
+  const { collection, limit, reverse, cursor, rkeyStart, rkeyEnd } = opts
+  // The cursor wins over the deprecated rkeyStart/rkeyEnd, as in the reference PDS.
+  const range =
+    cursor !== undefined
+      ? [reverse ? gt(record.rkey, cursor) : lt(record.rkey, cursor)]
+      : [rkeyStart !== undefined ? gt(record.rkey, rkeyStart) : undefined, rkeyEnd !== undefined ? lt(record.rkey, rkeyEnd) : undefined]
+  return db.orm
+    .select({ uri: record.uri, cid: record.cid, content: block.content })
+    .from(record)
+    .innerJoin(block, eq(block.cid, record.cid))
+    .where(and(eq(record.collection, collection), ...range))
+    .orderBy(reverse ? asc(record.rkey) : desc(record.rkey))
+    .limit(limit)
+}
+
+export const listCollections = async (db: Db): Promise<string[]> => {
+  const rows = await db.orm.selectDistinct({ collection: record.collection }).from(record).orderBy(asc(record.collection))
+  return rows.map((r) => r.collection)
+}
+
+/** Query (not yet run) for records of `collection` that link to `linkTo` at `path`. */
+export const selectBacklinkUris = (db: Db, opts: { uriPrefix: string; path: string; linkTo: string }) =>
+  db.orm
+    .select({ uri: backlink.uri })
+    .from(backlink)
+    .where(
+      and(
+        eq(backlink.path, opts.path),
+        eq(backlink.linkTo, opts.linkTo),
+        // A range, not LIKE: DIDs may contain '%' (did:web ports are %3A).
+        gte(backlink.uri, opts.uriPrefix),
+        lt(backlink.uri, `${opts.uriPrefix}\uffff`),
+      ),
+    )
+
+export const countRecords = async (db: Db): Promise<number> => {
+  const rows = await db.orm.$count(record)
+  return rows
+}
+
+export const getRecordCids = async (db: Db, uris: string[]): Promise<Map<string, string>> => {
+  const out = new Map<string, string>()
+  for (const part of chunk(uris, MAX_PARAMS)) {
+    const rows = await db.orm.select({ uri: record.uri, cid: record.cid }).from(record).where(inArray(record.uri, part))
+    for (const row of rows) out.set(row.uri, row.cid)
+  }
+  return out
+}

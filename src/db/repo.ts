@@ -1,0 +1,194 @@
+/**
+ * Repo storage queries: the root, blocks, and the one atomic commit batch.
+ *
+ * Every commit is written by `writeCommit` as a single D1 batch. The batch
+ * starts by inserting the commit into `commit_chain`, whose UNIQUE `prev` and
+ * rev trigger make D1 reject a commit built on a stale root; the rejection
+ * rolls back the whole batch, so a losing writer leaves nothing behind.
+ */
+import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
+import type { BatchItem } from 'drizzle-orm/batch'
+import type { Db } from './client'
+import { schema } from './client'
+
+const { block, commitChain, repoRoot, record, backlink, repoSeq } = schema
+
+/** D1 allows 100 bound parameters per statement. */
+export const MAX_PARAMS = 100
+
+export const chunk = <T>(items: readonly T[], size: number): T[][] => {
+  const out: T[][] = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+export interface RootRow {
+  cid: string
+  rev: string
+}
+
+export const selectRoot = (db: Db) =>
+  db.orm.select({ cid: repoRoot.cid, rev: repoRoot.rev }).from(repoRoot).limit(1)
+
+export const getRoot = async (db: Db): Promise<RootRow | null> => (await selectRoot(db))[0] ?? null
+
+/** Fetches blocks by CID in one round trip (one statement per 100 CIDs, batched). */
+export const getBlockBytes = async (db: Db, cids: string[]): Promise<Map<string, Uint8Array>> => {
+  const found = new Map<string, Uint8Array>()
+  if (cids.length === 0) return found
+  const statements = chunk(cids, MAX_PARAMS).map((part) =>
+    db.orm.select({ cid: block.cid, content: block.content }).from(block).where(inArray(block.cid, part)),
+  )
+  const results = (await db.batch(statements)) as { cid: string; content: Uint8Array }[][]
+  for (const rows of results) for (const row of rows) found.set(row.cid, row.content)
+  return found
+}
+
+/**
+ * One page of the blocks that belong to the snapshot at `rev`: added at or
+ * before it and not removed by then. Ordered by CID for keyset paging.
+ */
+export const pageSnapshotBlocks = (
+  db: Db,
+  opts: { rev: string; since?: string; afterCid: string; limit: number },
+): Promise<{ cid: string; content: Uint8Array }[]> =>
+  db.orm
+    .select({ cid: block.cid, content: block.content })
+    .from(block)
+    .where(
+      and(
+        gt(block.cid, opts.afterCid),
+        lte(block.rev, opts.rev),
+        opts.since ? gt(block.rev, opts.since) : undefined,
+        or(isNull(block.removedRev), gt(block.removedRev, opts.rev)),
+      ),
+    )
+    .orderBy(asc(block.cid))
+    .limit(opts.limit)
+
+export interface CommitWrite {
+  did: string
+  cid: string
+  rev: string
+  /** CID of the parent commit; null for the genesis commit. */
+  prev: string | null
+  now: string
+  newBlocks: { cid: string; bytes: Uint8Array }[]
+  removedCids: string[]
+  recordPuts: { uri: string; collection: string; rkey: string; cid: string }[]
+  recordDeletes: string[]
+  backlinks: { uri: string; path: string; linkTo: string }[]
+  /** The firehose event for this commit, stored in the same batch. */
+  event: { type: string; bytes: Uint8Array }
+}
+
+/** Statements for one commit; `writeCommit` runs them atomically. */
+export const commitStatements = (db: Db, w: CommitWrite): BatchItem<'sqlite'>[] => {
+  const s: BatchItem<'sqlite'>[] = []
+  // First: claim the parent. Fails (and aborts the batch) for a stale writer.
+  s.push(db.orm.insert(commitChain).values({ cid: w.cid, rev: w.rev, prev: w.prev ?? '', committedAt: w.now }))
+
+  // 4 params per row.
+  for (const part of chunk(w.newBlocks, Math.floor(MAX_PARAMS / 4))) {
+    s.push(
+      db.orm
+        .insert(block)
+        .values(part.map((b) => ({ cid: b.cid, rev: w.rev, size: b.bytes.byteLength, content: b.bytes })))
+        .onConflictDoUpdate({
+          target: block.cid,
+          // A block that comes back after being removed belongs to this rev again.
+          set: {
+            rev: sql`CASE WHEN ${block.removedRev} IS NULL THEN ${block.rev} ELSE excluded.rev END`,
+            removedRev: sql`NULL`,
+            removedAt: sql`NULL`,
+          },
+        }),
+    )
+  }
+
+  const touched = [...w.recordDeletes, ...w.recordPuts.map((r) => r.uri)]
+  for (const part of chunk(w.recordDeletes, MAX_PARAMS)) {
+    s.push(db.orm.delete(record).where(inArray(record.uri, part)))
+  }
+  for (const part of chunk(touched, MAX_PARAMS)) {
+    s.push(db.orm.delete(backlink).where(inArray(backlink.uri, part)))
+  }
+  // 6 params per row.
+  for (const part of chunk(w.recordPuts, Math.floor(MAX_PARAMS / 6))) {
+    s.push(
+      db.orm
+        .insert(record)
+        .values(part.map((r) => ({ ...r, rev: w.rev, indexedAt: w.now })))
+        .onConflictDoUpdate({
+          target: record.uri,
+          set: { cid: sql`excluded.cid`, rev: sql`excluded.rev`, indexedAt: sql`excluded.indexed_at` },
+        }),
+    )
+  }
+  for (const part of chunk(w.backlinks, Math.floor(MAX_PARAMS / 3))) {
+    s.push(db.orm.insert(backlink).values(part).onConflictDoNothing())
+  }
+
+  // Mark blocks that left the repo; a record CID still used by another record stays.
+  for (const part of chunk(w.removedCids, MAX_PARAMS - 2)) {
+    s.push(
+      db.orm
+        .update(block)
+        .set({ removedRev: w.rev, removedAt: w.now })
+        .where(
+          and(
+            inArray(block.cid, part),
+            isNull(block.removedRev),
+            sql`NOT EXISTS (SELECT 1 FROM ${record} WHERE ${record.cid} = ${block.cid})`,
+          ),
+        ),
+    )
+  }
+
+  s.push(
+    db.orm
+      .insert(repoRoot)
+      .values({ did: w.did, cid: w.cid, rev: w.rev, indexedAt: w.now })
+      .onConflictDoUpdate({ target: repoRoot.did, set: { cid: w.cid, rev: w.rev, indexedAt: w.now } }),
+  )
+  s.push(db.orm.insert(repoSeq).values({ eventType: w.event.type, event: w.event.bytes, sequencedAt: w.now }))
+  return s
+}
+
+/** D1 reports a constraint/trigger failure as an error whose message says so. */
+export const isStaleCommitError = (err: unknown): boolean => {
+  const text = String((err as { message?: string })?.message ?? err) + String((err as { cause?: unknown })?.cause ?? '')
+  return /UNIQUE constraint failed: commit_chain|stale commit/i.test(text)
+}
+
+/** Writes one commit atomically. Throws (and writes nothing) if the root moved. */
+export const writeCommit = async (db: Db, w: CommitWrite): Promise<void> => {
+  await db.batch(commitStatements(db, w))
+}
+
+/** Deletes blocks removed from the repo before `before`; bounded per call. */
+export const deleteRemovedBlocks = async (db: Db, before: string, limit: number): Promise<number> => {
+  const victims = await db.orm
+    .select({ cid: block.cid })
+    .from(block)
+    .where(lte(block.removedAt, before))
+    .limit(limit)
+  if (victims.length === 0) return 0
+  await db.batch(
+    chunk(
+      victims.map((v) => v.cid),
+      MAX_PARAMS,
+    ).map((part) => db.orm.delete(block).where(inArray(block.cid, part))),
+  )
+  return victims.length
+}
+
+/** When the repo was created (its genesis commit), or null before that. */
+export const getRepoCreatedAt = async (db: Db): Promise<string | null> => {
+  const [row] = await db.orm
+    .select({ at: commitChain.committedAt })
+    .from(commitChain)
+    .where(sql`${commitChain.prev} = ''`)
+    .limit(1)
+  return row?.at ?? null
+}

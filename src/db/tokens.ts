@@ -1,0 +1,60 @@
+/**
+ * Refresh-token state. D1 is strongly consistent, so a rotated or revoked
+ * token is refused on the very next request from anywhere.
+ */
+import { and, eq, isNull, lte, or, sql } from 'drizzle-orm'
+import type { Db } from './client'
+import { schema } from './client'
+
+const { refreshToken } = schema
+
+export interface RefreshTokenRow {
+  id: string
+  did: string
+  expiresAt: string
+  nextId: string | null
+  appPasswordName: string | null
+}
+
+export const insertRefreshToken = async (db: Db, row: Omit<RefreshTokenRow, 'nextId'>): Promise<void> => {
+  // Re-granting the same next id during the grace period is not an error.
+  await db.orm.insert(refreshToken).values({ ...row, nextId: null }).onConflictDoNothing()
+}
+
+export const getRefreshToken = async (db: Db, id: string): Promise<RefreshTokenRow | null> => {
+  const [row] = await db.orm.select().from(refreshToken).where(eq(refreshToken.id, id)).limit(1)
+  return row ?? null
+}
+
+/**
+ * Shortens the old token to its grace period, records its successor and stores
+ * the successor, atomically. Returns false if another refresh picked a
+ * different successor first (the caller then retries and gets that one).
+ */
+export const rotateRefreshToken = async (
+  db: Db,
+  opts: { id: string; graceExpiresAt: string; next: Omit<RefreshTokenRow, 'nextId'> },
+): Promise<boolean> => {
+  const [updated] = (await db.batch([
+    db.orm
+      .update(refreshToken)
+      .set({ expiresAt: opts.graceExpiresAt, nextId: opts.next.id })
+      .where(and(eq(refreshToken.id, opts.id), or(isNull(refreshToken.nextId), eq(refreshToken.nextId, opts.next.id))))
+      .returning({ id: refreshToken.id }),
+    // Stored only if the update above really named it as the successor.
+    db.orm.run(sql`
+      INSERT INTO ${refreshToken} (id, did, expires_at, next_id, app_password_name)
+      SELECT ${opts.next.id}, ${opts.next.did}, ${opts.next.expiresAt}, NULL, ${opts.next.appPasswordName}
+      WHERE EXISTS (SELECT 1 FROM ${refreshToken} WHERE id = ${opts.id} AND next_id = ${opts.next.id})
+      ON CONFLICT DO NOTHING`),
+  ])) as [{ id: string }[], unknown]
+  return updated.length > 0
+}
+
+export const deleteRefreshToken = async (db: Db, id: string): Promise<void> => {
+  await db.orm.delete(refreshToken).where(eq(refreshToken.id, id))
+}
+
+export const deleteExpiredRefreshTokens = async (db: Db, now: string): Promise<void> => {
+  await db.orm.delete(refreshToken).where(lte(refreshToken.expiresAt, now))
+}

@@ -1,0 +1,113 @@
+/**
+ * The Worker's environment, validated and typed once.
+ *
+ * `Env` comes from `wrangler types` (bindings and [vars]); the secrets are
+ * declared here because `wrangler types` only sees them when `.dev.vars`
+ * exists. `loadConfig` turns the raw strings into typed config and fails with
+ * an error naming the variable, so a broken deploy answers every request with
+ * a clear 500 message in the logs instead of running with an insecure default.
+ */
+import { Secp256k1Keypair } from '@atproto/crypto'
+import { isValidHandle } from '@atproto/syntax'
+import { parsePasswordSetting, type PasswordSetting } from './auth/password'
+
+export interface Secrets {
+  PDS_PASSWORD?: string
+  JWT_SECRET?: string
+  PDS_SIGNING_KEY?: string
+  /** Optional overrides, mostly for local dev and tests. */
+  PDS_SERVICE_URL?: string
+  PDS_EMAIL?: string
+}
+
+export type WorkerEnv = Env & Secrets
+
+export interface Config {
+  /** Host name (with :port in local dev) the PDS is served on. */
+  hostname: string
+  /** Base URL clients and relays reach us at, e.g. https://pds.example.com */
+  serviceUrl: string
+  /** The account's DID: did:web:<hostname> or did:plc:... */
+  did: string
+  /** DID of the service itself (the `aud` of our session tokens). */
+  serviceDid: string
+  handle: string
+  email: string | null
+  password: PasswordSetting
+  jwtSecret: Uint8Array
+  signingKey: Secp256k1Keypair
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+let cached: { source: WorkerEnv; config: Promise<Config> } | null = null
+
+/** Validated config for this env; computed once per isolate. */
+export const loadConfig = (env: WorkerEnv): Promise<Config> => {
+  if (cached?.source === env) return cached.config
+  const config = buildConfig(env)
+  cached = { source: env, config }
+  // A rejected config is not cached, so fixing a secret needs no redeploy.
+  config.catch(() => {
+    if (cached?.config === config) cached = null
+  })
+  return config
+}
+
+const required = (env: WorkerEnv, name: keyof WorkerEnv & string): string => {
+  const value = env[name]
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ConfigError(`Missing required setting ${name} (see README: Configuration)`)
+  }
+  return value.trim()
+}
+
+const buildConfig = async (env: WorkerEnv): Promise<Config> => {
+  const hostname = required(env, 'PDS_HOSTNAME').toLowerCase()
+  if (!/^[a-z0-9.-]+(:\d{1,5})?$/.test(hostname)) {
+    throw new ConfigError(`PDS_HOSTNAME must be a host name (optionally :port), got "${hostname}"`)
+  }
+  const isLocal = /^(localhost|127\.0\.0\.1)(:\d+)?$/.test(hostname)
+  const serviceUrl = (env.PDS_SERVICE_URL?.trim() || `${isLocal ? 'http' : 'https'}://${hostname}`).replace(/\/+$/, '')
+
+  const did = required(env, 'PDS_DID')
+  if (!/^did:(web|plc):[a-zA-Z0-9._:%-]+$/.test(did)) {
+    throw new ConfigError(`PDS_DID must be did:web:<host> or did:plc:<id>, got "${did}"`)
+  }
+  const handle = required(env, 'PDS_HANDLE').toLowerCase()
+  if (!isValidHandle(handle)) {
+    throw new ConfigError(`PDS_HANDLE is not a valid handle: "${handle}"`)
+  }
+
+  const password = await parsePasswordSetting(required(env, 'PDS_PASSWORD'))
+
+  const jwtSecret = required(env, 'JWT_SECRET')
+  if (jwtSecret.length < 32) {
+    throw new ConfigError('JWT_SECRET must be at least 32 characters (generate one with: openssl rand -hex 32)')
+  }
+
+  const keyHex = required(env, 'PDS_SIGNING_KEY')
+  if (!/^[0-9a-fA-F]{64}$/.test(keyHex)) {
+    throw new ConfigError('PDS_SIGNING_KEY must be a 64-character hex secp256k1 private key')
+  }
+  let signingKey: Secp256k1Keypair
+  try {
+    signingKey = await Secp256k1Keypair.import(keyHex)
+  } catch {
+    throw new ConfigError('PDS_SIGNING_KEY is not a valid secp256k1 private key')
+  }
+
+  return {
+    hostname,
+    serviceUrl,
+    did,
+    serviceDid: `did:web:${hostname.replace(':', '%3A')}`,
+    handle,
+    email: env.PDS_EMAIL?.trim().toLowerCase() || null,
+    password,
+    jwtSecret: new TextEncoder().encode(jwtSecret),
+    signingKey,
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Firehose event bodies (com.atproto.sync.subscribeRepos, sync v1.1): pure
+ * encoders, no I/O. A `#commit` body is stored (dag-cbor) in `repo_seq` in the
+ * same D1 batch as its commit; the firehose adds `seq` and the frame header
+ * when it sends it.
+ */
+import { encode } from '@atproto/lex-cbor'
+import type { Cid } from '@atproto/lex-data'
+import { blocksToCarFile, type BlockMap } from '@atproto/repo'
+
+export interface CommitOp {
+  action: 'create' | 'update' | 'delete'
+  /** `<collection>/<rkey>` */
+  path: string
+  /** New record CID; null for a delete. */
+  cid: Cid | null
+  /** Record CID before this op (updates and deletes), for inversion by consumers. */
+  prev?: Cid
+}
+
+export interface CommitEventInput {
+  did: string
+  commit: Cid
+  rev: string
+  since: string | null
+  prevData: Cid | null
+  ops: CommitOp[]
+  /** The commit block, new MST nodes and every node needed to invert the ops. */
+  blocks: BlockMap
+  time: string
+  blobs?: Cid[]
+}
+
+/** dag-cbor bytes of a `#commit` body without `seq`. */
+export const encodeCommitEvent = async (input: CommitEventInput): Promise<Uint8Array> => {
+  const car = await blocksToCarFile(input.commit, input.blocks)
+  const body: Record<string, unknown> = {
+    repo: input.did,
+    commit: input.commit,
+    rev: input.rev,
+    since: input.since,
+    blocks: car,
+    ops: input.ops.map((op) => ({
+      action: op.action,
+      path: op.path,
+      cid: op.cid,
+      ...(op.prev ? { prev: op.prev } : {}),
+    })),
+    blobs: input.blobs ?? [],
+    time: input.time,
+    rebase: false,
+    tooBig: false,
+  }
+  if (input.prevData) body.prevData = input.prevData
+  return encode(body as never)
+}

@@ -1,0 +1,95 @@
+/**
+ * The Worker: wires the Hono app (CORS, per-request context and logging, XRPC
+ * routes, well-known documents, one error handler) and exports the Durable
+ * Object class and the cron handler. No logic lives here.
+ */
+import { Hono } from 'hono'
+import { cors } from 'hono/cors'
+import { openDb } from './db/client'
+import { loadConfig, type WorkerEnv } from './env'
+import { FirehoseHub } from './firehose/hub'
+import { runMaintenance } from './maintenance'
+import type { AppEnv } from './xrpc/context'
+import { toXrpcError, XrpcError } from './xrpc/errors'
+import { mountWellKnown, registerIdentityMethods } from './xrpc/identity'
+import { registerRepoMethods } from './xrpc/repo'
+import { XrpcRouter } from './xrpc/router'
+import { registerServerMethods } from './xrpc/server'
+import { registerSyncMethods } from './xrpc/sync'
+import { VERSION } from './version'
+
+const router = new XrpcRouter()
+registerServerMethods(router)
+registerRepoMethods(router)
+registerSyncMethods(router)
+registerIdentityMethods(router)
+
+const app = new Hono<AppEnv>()
+
+// Browsers run atproto clients: allow any origin, as the reference PDS does.
+app.use('*', cors({ origin: '*', maxAge: 86400, exposeHeaders: ['x-request-id'] }))
+
+app.use('*', async (c, next) => {
+  const started = Date.now()
+  const requestId = crypto.randomUUID()
+  c.set('requestId', requestId)
+  const db = openDb(c.env.DB)
+  try {
+    const config = await loadConfig(c.env)
+    const deps = {
+      config,
+      db,
+      env: c.env,
+      repo: { db, did: config.did, signingKey: config.signingKey },
+      waitUntil: (p: Promise<unknown>) => c.executionCtx.waitUntil(p),
+    }
+    c.set('deps', deps)
+    await next()
+  } finally {
+    c.header('x-request-id', requestId)
+    // One structured line per request, for `wrangler tail`. Never tokens or bodies.
+    const url = new URL(c.req.url)
+    console.log(
+      JSON.stringify({
+        requestId,
+        method: c.req.method,
+        path: url.pathname,
+        status: c.res.status,
+        ms: Date.now() - started,
+        d1: db.stats,
+        did: c.get('authDid'),
+      }),
+    )
+  }
+})
+
+app.get('/xrpc/_health', async (c) => {
+  await c.get('deps').db.orm.run('select 1' as never)
+  return c.json({ version: VERSION })
+})
+
+router.mount(app)
+mountWellKnown(app)
+
+app.get('/', (c) => c.text(`This is an atproto PDS (edge-pds ${VERSION}).\nMost API routes are under /xrpc/\n`))
+
+app.notFound((c) => c.json({ error: 'NotFound', message: 'Not Found' }, 404))
+
+app.onError((err, c) => {
+  const xrpcErr = toXrpcError(err)
+  if (xrpcErr.status >= 500 && !(err instanceof XrpcError)) {
+    // Logged for the operator with the request id; the client gets no internals.
+    console.error(JSON.stringify({ requestId: c.get('requestId'), error: String((err as Error)?.stack ?? err) }))
+  }
+  c.header('x-request-id', c.get('requestId'))
+  return c.json(xrpcErr.body, xrpcErr.status as 400)
+})
+
+export default {
+  fetch: app.fetch,
+  scheduled: async (_event: ScheduledController, env: WorkerEnv, ctx: ExecutionContext) => {
+    ctx.waitUntil(runMaintenance(env))
+  },
+} satisfies ExportedHandler<WorkerEnv>
+
+export { FirehoseHub }

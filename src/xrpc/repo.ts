@@ -1,0 +1,130 @@
+/**
+ * com.atproto.repo.*: record writes (all through `commitWrites`, the one
+ * write path) and record reads, with the reference PDS's errors.
+ */
+import { parseCid, type Cid } from '@atproto/lex-data'
+import { commitWrites, type CommitResult, type WriteRequest } from '../repo/commit'
+import { prepareCreate, prepareDelete, prepareUpdate, type PreparedWrite } from '../repo/prepare'
+import { listRecords, readRecord } from '../repo/reader'
+import { listCollections } from '../db/records'
+import { buildDidDocument, resolveOwnAccount } from '../identity/did-doc'
+import type { Deps } from './context'
+import type { AccessCredentials } from '../auth/verifier'
+import type { XrpcRouter } from './router'
+import { AuthRequiredError, ForbiddenError, InvalidRequestError } from './errors'
+
+/** The repo a write targets must be ours and the caller's (reference: findAccount + DID check). */
+const writableRepo = (deps: Deps, auth: AccessCredentials, repo: string): string => {
+  const did = resolveOwnAccount(deps.config, repo)
+  if (!did) throw new ForbiddenError('Account not found', 'AccountNotFound')
+  if (did !== auth.did) throw new AuthRequiredError()
+  return did
+}
+
+/** The repo a read targets; reads of other repos fail like the reference's "Could not find repo". */
+const readableRepo = (deps: Deps, repo: string): string => {
+  const did = resolveOwnAccount(deps.config, repo)
+  if (!did) throw new InvalidRequestError(`Could not find repo: ${repo}`)
+  return did
+}
+
+const optionalCid = (value: unknown, field: string): Cid | undefined => {
+  if (value === undefined || value === null) return undefined
+  try {
+    return parseCid(String(value))
+  } catch {
+    throw new InvalidRequestError(`Invalid CID in ${field}: ${String(value)}`)
+  }
+}
+
+const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.toString(), rev: commit.rev } : undefined)
+
+export const registerRepoMethods = (x: XrpcRouter): void => {
+  x.procedure('com.atproto.repo.createRecord', 'access', async ({ deps, auth, input }) => {
+    const did = writableRepo(deps, auth, input.repo)
+    const write = await prepareCreate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate })
+    const commit = await commitWrites(deps.repo, [write], {
+      swapCommit: optionalCid(input.swapCommit, 'swapCommit'),
+      replaceBacklinks: input.validate !== false,
+    })
+    return { uri: write.uri, cid: write.cid.toString(), commit: commitView(commit), validationStatus: write.validationStatus }
+  })
+
+  x.procedure('com.atproto.repo.putRecord', 'access', async ({ deps, auth, input }) => {
+    const did = writableRepo(deps, auth, input.repo)
+    // swapRecord: null means "must not exist yet"; absent means "no check".
+    const swapCid = input.swapRecord === null ? null : optionalCid(input.swapRecord, 'swapRecord')
+    const prepared = await prepareUpdate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate, swapCid })
+    const put: WriteRequest = { ...prepared, action: 'put' }
+    const commit = await commitWrites(deps.repo, [put], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    return { uri: prepared.uri, cid: prepared.cid.toString(), commit: commitView(commit), validationStatus: prepared.validationStatus }
+  })
+
+  x.procedure('com.atproto.repo.deleteRecord', 'access', async ({ deps, auth, input }) => {
+    const did = writableRepo(deps, auth, input.repo)
+    const write = prepareDelete({ did, collection: input.collection, rkey: input.rkey, swapCid: optionalCid(input.swapRecord, 'swapRecord') })
+    const commit = await commitWrites(deps.repo, [{ ...write, ifExists: true }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    return { commit: commitView(commit) }
+  })
+
+  x.procedure('com.atproto.repo.applyWrites', 'access', async ({ deps, auth, input }) => {
+    const did = writableRepo(deps, auth, input.repo)
+    const writes = input.writes as { $type?: string; collection: string; rkey?: string; value?: unknown }[]
+    if (writes.length > 200) throw new InvalidRequestError('Too many writes. Max: 200')
+    const prepared: PreparedWrite[] = []
+    for (const w of writes) {
+      const base = { did, collection: w.collection, record: w.value, validate: input.validate }
+      if (w.$type === 'com.atproto.repo.applyWrites#create') prepared.push(await prepareCreate({ ...base, rkey: w.rkey }))
+      else if (w.$type === 'com.atproto.repo.applyWrites#update') prepared.push(await prepareUpdate({ ...base, rkey: w.rkey ?? '' }))
+      else if (w.$type === 'com.atproto.repo.applyWrites#delete') prepared.push(prepareDelete({ did, collection: w.collection, rkey: w.rkey ?? '' }))
+      else throw new InvalidRequestError(`Action not supported: ${w.$type}`)
+    }
+    const commit = await commitWrites(deps.repo, prepared, { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    return {
+      commit: commitView(commit),
+      results: prepared.map((w) =>
+        w.action === 'delete'
+          ? { $type: 'com.atproto.repo.applyWrites#deleteResult' }
+          : {
+              $type: `com.atproto.repo.applyWrites#${w.action}Result`,
+              uri: w.uri,
+              cid: w.cid.toString(),
+              validationStatus: w.validationStatus,
+            },
+      ),
+    }
+  })
+
+  x.query('com.atproto.repo.getRecord', 'none', async ({ deps, params }) => {
+    const did = resolveOwnAccount(deps.config, params.repo)
+    if (!did) throw new InvalidRequestError('Could not locate record')
+    const uri = `at://${did}/${params.collection}/${params.rkey}`
+    const record = await readRecord(deps.db, uri, params.cid)
+    if (!record) throw new InvalidRequestError(`Could not locate record: ${uri}`, 'RecordNotFound')
+    return record
+  })
+
+  x.query('com.atproto.repo.listRecords', 'none', async ({ deps, params }) => {
+    readableRepo(deps, params.repo)
+    return listRecords(deps.db, {
+      collection: params.collection,
+      limit: params.limit ?? 50,
+      reverse: params.reverse ?? false,
+      cursor: params.cursor,
+      rkeyStart: params.rkeyStart,
+      rkeyEnd: params.rkeyEnd,
+    })
+  })
+
+  x.query('com.atproto.repo.describeRepo', 'none', async ({ deps, params }) => {
+    const did = resolveOwnAccount(deps.config, params.repo)
+    if (!did) throw new InvalidRequestError(`Could not find repo for DID: ${params.repo}`, 'RepoNotFound')
+    return {
+      handle: deps.config.handle,
+      did,
+      didDoc: buildDidDocument(deps.config),
+      collections: await listCollections(deps.db),
+      handleIsCorrect: true,
+    }
+  })
+}

@@ -1,0 +1,160 @@
+/**
+ * XRPC dispatch: one Hono route for `/xrpc/:nsid` that checks the HTTP
+ * method, decodes and validates params and JSON input against the official
+ * lexicons, verifies auth, then calls the handler with typed-enough input.
+ * Handlers never re-check what the lexicon already guarantees.
+ *
+ * Unknown methods answer 501 MethodNotImplemented and a known method called
+ * with the wrong HTTP verb answers 400, as `@atproto/xrpc-server` does.
+ */
+import type { Context, Hono } from 'hono'
+import { jsonToLex as jsonToLexicon, type LexXrpcParameters } from '@atproto/lexicon'
+import { verifyAccess, verifyRefresh, type AccessCredentials, type RefreshCredentials } from '../auth/verifier'
+import { lexicons, methodType } from '../lexicon'
+import type { AppEnv, Deps } from './context'
+import { InvalidRequestError, MethodNotImplementedError } from './errors'
+
+type AuthMode = 'none' | 'access' | 'refresh' | 'refresh-allow-expired' | 'optional'
+
+type CredentialsFor<A extends AuthMode> = A extends 'access'
+  ? AccessCredentials
+  : A extends 'refresh' | 'refresh-allow-expired'
+    ? RefreshCredentials
+    : A extends 'optional'
+      ? AccessCredentials | null
+      : null
+
+export interface HandlerArgs<A extends AuthMode> {
+  deps: Deps
+  params: Record<string, any>
+  /** The validated JSON body (procedures with a JSON input), else undefined. */
+  input: any
+  auth: CredentialsFor<A>
+  /** The raw request, for handlers that stream (blob uploads, CARs). */
+  req: Request
+  c: Context<AppEnv>
+}
+
+/** A handler answers with a JSON body, a ready Response, or nothing (200 empty). */
+export type XrpcHandler<A extends AuthMode> = (args: HandlerArgs<A>) => Promise<object | Response | void>
+
+interface Route {
+  type: 'query' | 'procedure'
+  auth: AuthMode
+  handler: XrpcHandler<any>
+  /** Skip lexicon input parsing (the handler reads the raw body). */
+  rawInput?: boolean
+}
+
+export class XrpcRouter {
+  private routes = new Map<string, Route>()
+
+  query<A extends AuthMode>(nsid: string, auth: A, handler: XrpcHandler<A>): void {
+    this.routes.set(nsid, { type: 'query', auth, handler })
+  }
+
+  procedure<A extends AuthMode>(nsid: string, auth: A, handler: XrpcHandler<A>, opts: { rawInput?: boolean } = {}): void {
+    this.routes.set(nsid, { type: 'procedure', auth, handler, rawInput: opts.rawInput })
+  }
+
+  /** Mounts the dispatcher on the app. */
+  mount(app: Hono<AppEnv>): void {
+    app.all('/xrpc/:nsid', (c) => this.dispatch(c))
+  }
+
+  private async dispatch(c: Context<AppEnv>): Promise<Response> {
+    const nsid = c.req.param('nsid') ?? ''
+    const route = this.routes.get(nsid)
+    const lexType = methodType(nsid)
+    const expected = route?.type ?? (lexType === 'subscription' ? null : lexType)
+    const method = c.req.method === 'HEAD' ? 'GET' : c.req.method
+    if (expected) {
+      const verb = expected === 'procedure' ? 'POST' : 'GET'
+      if (method !== verb) throw new InvalidRequestError(`Incorrect HTTP method (${c.req.method}) expected ${verb}`)
+    }
+    if (!route) throw new MethodNotImplementedError()
+
+    const deps = c.get('deps')
+    const params = decodeParams(nsid, new URL(c.req.url).searchParams)
+    const input = route.type === 'procedure' && !route.rawInput ? await parseInput(nsid, c.req.raw) : undefined
+    const auth = await authenticate(route.auth, deps, c.req.header('authorization'))
+    if (auth && 'did' in auth) c.set('authDid', auth.did)
+
+    const result = await route.handler({ deps, params, input, auth, req: c.req.raw, c })
+    if (result instanceof Response) return result
+    if (result === undefined) return c.body(null, 200)
+    return c.json(result)
+  }
+}
+
+const authenticate = async (mode: AuthMode, deps: Deps, header: string | undefined) => {
+  switch (mode) {
+    case 'none':
+      return null
+    case 'access':
+      return verifyAccess(deps.config, header)
+    case 'optional':
+      return header ? verifyAccess(deps.config, header) : null
+    case 'refresh':
+      return verifyRefresh(deps.config, header)
+    case 'refresh-allow-expired':
+      return verifyRefresh(deps.config, header, { allowExpired: true })
+  }
+}
+
+/** Decodes query strings by the lexicon's declared types, then validates. */
+const decodeParams = (nsid: string, search: URLSearchParams): Record<string, unknown> => {
+  if (search.has('__proto__')) throw new InvalidRequestError('Invalid query parameter: __proto__', 'InvalidQueryParameter')
+  const def = lexicons.getDef(nsid) as { parameters?: LexXrpcParameters } | undefined
+  const props = def?.parameters?.properties ?? {}
+  const decoded: Record<string, unknown> = {}
+  for (const key of new Set(search.keys())) {
+    const prop = props[key]
+    const values = search.getAll(key)
+    if (prop?.type === 'array') {
+      decoded[key] = values.map((v) => decodeScalar(prop.items.type, v))
+    } else {
+      decoded[key] = decodeScalar(prop?.type, values[0])
+    }
+  }
+  if (!def) return decoded
+  try {
+    return (lexicons.assertValidXrpcParams(nsid, decoded) ?? {}) as Record<string, unknown>
+  } catch (err) {
+    throw new InvalidRequestError(errorMessage(err))
+  }
+}
+
+const decodeScalar = (type: string | undefined, value: string): unknown => {
+  if (type === 'integer') return /^-?\d+$/.test(value) ? Number(value) : value
+  if (type === 'boolean') return value === 'true' ? true : value === 'false' ? false : value
+  return value
+}
+
+/** Reads and validates a JSON body; the handler gets plain JSON (records are converted by the repo code). */
+const parseInput = async (nsid: string, req: Request): Promise<unknown> => {
+  const def = lexicons.getDef(nsid) as { input?: { encoding: string; schema?: unknown } } | undefined
+  if (!def?.input) return undefined
+  const text = await req.text()
+  if (text.length === 0) throw new InvalidRequestError('A request body is expected but none was provided')
+  const encoding = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase()
+  if (def.input.encoding === 'application/json' && encoding !== 'application/json') {
+    throw new InvalidRequestError(`Wrong request encoding (Content-Type): ${encoding || 'none'}`)
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    throw new InvalidRequestError('Invalid JSON body')
+  }
+  if (def.input.schema) {
+    try {
+      lexicons.assertValidXrpcInput(nsid, jsonToLexicon(body))
+    } catch (err) {
+      throw new InvalidRequestError(errorMessage(err))
+    }
+  }
+  return body
+}
+
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err))

@@ -1,0 +1,72 @@
+/**
+ * com.atproto.sync.*: repo export for relays and anyone who wants to verify
+ * the signed repo (CAR files), answering as the reference PDS does.
+ */
+import { parseCid, type Cid } from '@atproto/lex-data'
+import { ensureRepo } from '../repo/commit'
+import { blocksCar, recordProofCar, streamRepoCar } from '../repo/reader'
+import { getRepoCreatedAt } from '../db/repo'
+import type { Deps } from './context'
+import type { XrpcRouter } from './router'
+import { InvalidRequestError } from './errors'
+
+const CAR_HEADERS = { 'content-type': 'application/vnd.ipld.car' }
+
+/** Like the reference's assertRepoAvailability: unknown DIDs are RepoNotFound. */
+const ownRepo = (deps: Deps, did: string): string => {
+  if (did !== deps.config.did) throw new InvalidRequestError(`Could not find repo for DID: ${did}`, 'RepoNotFound')
+  return did
+}
+
+export const registerSyncMethods = (x: XrpcRouter): void => {
+  x.query('com.atproto.sync.getLatestCommit', 'none', async ({ deps, params }) => {
+    ownRepo(deps, params.did)
+    const root = await ensureRepo(deps.repo)
+    return { cid: root.cid, rev: root.rev }
+  })
+
+  x.query('com.atproto.sync.getRepo', 'none', async ({ deps, params }) => {
+    ownRepo(deps, params.did)
+    const root = await ensureRepo(deps.repo)
+    return new Response(streamRepoCar(deps.db, root, params.since), { headers: CAR_HEADERS })
+  })
+
+  x.query('com.atproto.sync.getRecord', 'none', async ({ deps, params }) => {
+    ownRepo(deps, params.did)
+    const root = await ensureRepo(deps.repo)
+    return new Response(await recordProofCar(deps.db, root, params.collection, params.rkey), { headers: CAR_HEADERS })
+  })
+
+  x.query('com.atproto.sync.getBlocks', 'none', async ({ deps, params }) => {
+    ownRepo(deps, params.did)
+    const cids: Cid[] = (params.cids as string[]).map((s) => {
+      try {
+        return parseCid(s)
+      } catch {
+        throw new InvalidRequestError(`Invalid CID: ${s}`)
+      }
+    })
+    const result = await blocksCar(deps.db, cids)
+    if ('missing' in result) throw new InvalidRequestError(`Could not find cids: ${result.missing.join(',')}`)
+    return new Response(result.car, { headers: CAR_HEADERS })
+  })
+
+  x.query('com.atproto.sync.getRepoStatus', 'none', async ({ deps, params }) => {
+    const did = ownRepo(deps, params.did)
+    const root = await ensureRepo(deps.repo)
+    return { did, active: true, rev: root.rev }
+  })
+
+  x.query('com.atproto.sync.listRepos', 'none', async ({ deps, params }) => {
+    const root = await ensureRepo(deps.repo)
+    const createdAt = (await getRepoCreatedAt(deps.db)) ?? new Date().toISOString()
+    const cursor = `${Date.parse(createdAt)}::${deps.config.did}`
+    if (params.cursor !== undefined) {
+      // One repo: any well-formed cursor is at or past it.
+      const [time, did] = String(params.cursor).split('::')
+      if (!did || Number.isNaN(Number(time))) throw new InvalidRequestError('Malformed cursor')
+      return { repos: [] }
+    }
+    return { cursor, repos: [{ did: deps.config.did, head: root.cid, rev: root.rev, active: true }] }
+  })
+}
