@@ -81,7 +81,12 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     throw new ConfigError(`PDS_HANDLE is not a valid handle: "${handle}"`)
   }
 
-  const password = await parsePasswordSetting(required(env, 'PDS_PASSWORD'))
+  let password: PasswordSetting
+  try {
+    password = await parsePasswordSetting(required(env, 'PDS_PASSWORD'))
+  } catch (err) {
+    throw err instanceof ConfigError ? err : new ConfigError((err as Error).message)
+  }
 
   const jwtSecret = required(env, 'JWT_SECRET')
   if (jwtSecret.length < 32) {
