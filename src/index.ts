@@ -7,7 +7,7 @@ import { Hono } from 'hono'
 import { cors } from 'hono/cors'
 import { openDb } from './db/client'
 import { loadConfig, type WorkerEnv } from './env'
-import { FirehoseHub } from './firehose/hub'
+import { FirehoseHub, firehoseHub } from './firehose/hub'
 import { runMaintenance } from './maintenance'
 import type { AppEnv } from './xrpc/context'
 import { toXrpcError, XrpcError } from './xrpc/errors'
@@ -15,7 +15,7 @@ import { mountWellKnown, registerIdentityMethods } from './xrpc/identity'
 import { registerRepoMethods } from './xrpc/repo'
 import { XrpcRouter } from './xrpc/router'
 import { registerServerMethods } from './xrpc/server'
-import { registerSyncMethods } from './xrpc/sync'
+import { mountSubscribeRepos, registerSyncMethods } from './xrpc/sync'
 import { VERSION } from './version'
 
 const router = new XrpcRouter()
@@ -40,7 +40,12 @@ app.use('*', async (c, next) => {
       config,
       db,
       env: c.env,
-      repo: { db, did: config.did, signingKey: config.signingKey },
+      repo: {
+        db,
+        did: config.did,
+        signingKey: config.signingKey,
+        onCommit: () => c.executionCtx.waitUntil(firehoseHub(c.env).notify()),
+      },
       waitUntil: (p: Promise<unknown>) => c.executionCtx.waitUntil(p),
     }
     c.set('deps', deps)
@@ -68,6 +73,7 @@ app.get('/xrpc/_health', async (c) => {
   return c.json({ version: VERSION })
 })
 
+mountSubscribeRepos(app)
 router.mount(app)
 mountWellKnown(app)
 

@@ -29,6 +29,8 @@ export interface RepoContext {
   db: Db
   did: string
   signingKey: Keypair
+  /** Called after a commit is durable (the firehose is told to deliver it). */
+  onCommit?: () => void
 }
 
 /** A write as the handlers ask for it; `put` becomes create or update against the current tree. */
@@ -133,6 +135,7 @@ const attemptGenesis = async (ctx: RepoContext): Promise<'stale' | void> => {
     throw err
   }
   storage.remember(commit.newBlocks)
+  ctx.onCommit?.()
 }
 
 const blockRows = (blocks: BlockMap) => [...blocks].map(([cid, bytes]) => ({ cid: cid.toString(), bytes }))
@@ -249,6 +252,7 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
     throw err
   }
   storage.remember(commit.newBlocks)
+  ctx.onCommit?.()
   return { cid: commit.cid, rev: commit.rev, since: commit.since, prevData, ops, writes }
 }
 

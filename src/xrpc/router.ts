@@ -12,7 +12,7 @@ import { jsonToLex as jsonToLexicon, type LexXrpcParameters } from '@atproto/lex
 import { verifyAccess, verifyRefresh, type AccessCredentials, type RefreshCredentials } from '../auth/verifier'
 import { lexicons, methodType } from '../lexicon'
 import type { AppEnv, Deps } from './context'
-import { InvalidRequestError, MethodNotImplementedError } from './errors'
+import { InvalidRequestError, MethodNotImplementedError, XrpcError } from './errors'
 
 type AuthMode = 'none' | 'access' | 'refresh' | 'refresh-allow-expired' | 'optional'
 
@@ -135,7 +135,10 @@ const decodeScalar = (type: string | undefined, value: string): unknown => {
 const parseInput = async (nsid: string, req: Request): Promise<unknown> => {
   const def = lexicons.getDef(nsid) as { input?: { encoding: string; schema?: unknown } } | undefined
   if (!def?.input) return undefined
+  const declared = Number(req.headers.get('content-length') ?? 0)
+  if (declared > MAX_JSON_BYTES) throw new XrpcError(413, 'request entity too large')
   const text = await req.text()
+  if (text.length > MAX_JSON_BYTES) throw new XrpcError(413, 'request entity too large')
   if (text.length === 0) throw new InvalidRequestError('A request body is expected but none was provided')
   const encoding = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase()
   if (def.input.encoding === 'application/json' && encoding !== 'application/json') {
@@ -156,5 +159,8 @@ const parseInput = async (nsid: string, req: Request): Promise<unknown> => {
   }
   return body
 }
+
+/** JSON bodies above this are refused (a commit's event may not exceed 2 MB anyway). */
+const MAX_JSON_BYTES = 2_000_000
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err))

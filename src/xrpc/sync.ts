@@ -8,7 +8,10 @@ import { blocksCar, recordProofCar, streamRepoCar } from '../repo/reader'
 import { getRepoCreatedAt } from '../db/repo'
 import type { Deps } from './context'
 import type { XrpcRouter } from './router'
-import { InvalidRequestError } from './errors'
+import type { Hono } from 'hono'
+import { firehoseHub } from '../firehose/hub'
+import type { AppEnv } from './context'
+import { InvalidRequestError, XrpcError } from './errors'
 
 const CAR_HEADERS = { 'content-type': 'application/vnd.ipld.car' }
 
@@ -16,6 +19,19 @@ const CAR_HEADERS = { 'content-type': 'application/vnd.ipld.car' }
 const ownRepo = (deps: Deps, did: string): string => {
   if (did !== deps.config.did) throw new InvalidRequestError(`Could not find repo for DID: ${did}`, 'RepoNotFound')
   return did
+}
+
+/**
+ * com.atproto.sync.subscribeRepos: the WebSocket is handed to the FirehoseHub
+ * Durable Object, which holds it and replays/delivers from the event log.
+ */
+export const mountSubscribeRepos = (app: Hono<AppEnv>): void => {
+  app.get('/xrpc/com.atproto.sync.subscribeRepos', async (c) => {
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      throw new XrpcError(426, 'This method is a WebSocket subscription: connect with Upgrade: websocket', 'UpgradeRequired')
+    }
+    return firehoseHub(c.env).fetch(c.req.raw)
+  })
 }
 
 export const registerSyncMethods = (x: XrpcRouter): void => {

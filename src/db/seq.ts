@@ -1,0 +1,49 @@
+/**
+ * The firehose log (`repo_seq`). Events are appended in the same batch as the
+ * commit they describe (src/db/repo.ts); here they are read back in order,
+ * bounded, for delivery and replay, and pruned after the retention window.
+ */
+import { and, asc, gt, lt, max, min, sql } from 'drizzle-orm'
+import type { Db } from './client'
+import { schema } from './client'
+
+const { repoSeq } = schema
+
+export interface SeqEventRow {
+  seq: number
+  eventType: string
+  event: Uint8Array
+  sequencedAt: string
+}
+
+/** Events after `seq`, oldest first. */
+export const readEventsAfter = (db: Db, seq: number, limit: number): Promise<SeqEventRow[]> =>
+  db.orm.select().from(repoSeq).where(gt(repoSeq.seq, seq)).orderBy(asc(repoSeq.seq)).limit(limit)
+
+/** The first and last seq in the log (null when empty). */
+export const getSeqBounds = async (db: Db): Promise<{ first: number | null; last: number | null }> => {
+  const [row] = await db.orm.select({ first: min(repoSeq.seq), last: max(repoSeq.seq) }).from(repoSeq)
+  return { first: row?.first ?? null, last: row?.last ?? null }
+}
+
+/** The first seq sequenced at or after `time` (the start of the retained window). */
+export const firstSeqSince = async (db: Db, time: string): Promise<number | null> => {
+  const [row] = await db.orm.select({ first: min(repoSeq.seq) }).from(repoSeq).where(sql`${repoSeq.sequencedAt} >= ${time}`)
+  return row?.first ?? null
+}
+
+/** Deletes events older than `before`, keeping the newest so the seq counter and cursors stay meaningful. */
+export const pruneEventsBefore = async (db: Db, before: string, limit: number): Promise<number> => {
+  const { last } = await getSeqBounds(db)
+  if (last === null) return 0
+  const victims = await db.orm
+    .select({ seq: repoSeq.seq })
+    .from(repoSeq)
+    .where(and(lt(repoSeq.sequencedAt, before), lt(repoSeq.seq, last)))
+    .orderBy(asc(repoSeq.seq))
+    .limit(limit)
+  if (victims.length === 0) return 0
+  const upTo = victims[victims.length - 1].seq
+  await db.orm.delete(repoSeq).where(sql`${repoSeq.seq} <= ${upTo}`)
+  return victims.length
+}
