@@ -114,3 +114,10 @@ export const repoSeq = sqliteTable(
   },
   (t) => [index('repo_seq_sequenced_at_idx').on(t.sequencedAt)],
 )
+
+/** Small server facts that must survive deploys, e.g. the handle last announced on the firehose. */
+export const pdsState = sqliteTable('pds_state', {
+  key: text('key').primaryKey(),
+  value: text('value').notNull(),
+  updatedAt: text('updated_at').notNull(),
+})

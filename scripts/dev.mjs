@@ -73,7 +73,8 @@ console.log(`
 
 const child = spawn(
   process.execPath,
-  [...wrangler, 'dev', '--port', port, '--var', `PDS_HOSTNAME:${hostname}`, '--var', `PDS_DID:${did}`, ...process.argv.slice(2)],
+  // No relay can crawl localhost, so local dev asks none (RELAY_HOSTS empty).
+  [...wrangler, 'dev', '--port', port, '--var', `PDS_HOSTNAME:${hostname}`, '--var', `PDS_DID:${did}`, '--var', 'RELAY_HOSTS:', ...process.argv.slice(2)],
   { env, stdio: 'inherit' },
 )
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal))

@@ -36,6 +36,8 @@ export interface Config {
   password: PasswordSetting
   jwtSecret: Uint8Array
   signingKey: Secp256k1Keypair
+  /** Relays asked to crawl us (RELAY_HOSTS, comma separated; empty disables). */
+  relayHosts: string[]
 }
 
 export class ConfigError extends Error {
@@ -114,5 +116,9 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     password,
     jwtSecret: new TextEncoder().encode(jwtSecret),
     signingKey,
+    relayHosts: (env.RELAY_HOSTS ?? '')
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean),
   }
 }

@@ -5,15 +5,15 @@
  */
 import { Hono } from 'hono'
 import { cors } from 'hono/cors'
-import { openDb } from './db/client'
-import { loadConfig, type WorkerEnv } from './env'
-import { FirehoseHub, firehoseHub } from './firehose/hub'
+import type { WorkerEnv } from './env'
+import { FirehoseHub } from './firehose/hub'
 import { runMaintenance } from './maintenance'
 import type { AppEnv } from './xrpc/context'
 import { toXrpcError, XrpcError } from './xrpc/errors'
 import { mountWellKnown, registerIdentityMethods } from './xrpc/identity'
 import { registerRepoMethods } from './xrpc/repo'
 import { XrpcRouter } from './xrpc/router'
+import { requestContext } from './xrpc/middleware'
 import { registerServerMethods } from './xrpc/server'
 import { mountSubscribeRepos, registerSyncMethods } from './xrpc/sync'
 import { VERSION } from './version'
@@ -29,44 +29,7 @@ const app = new Hono<AppEnv>()
 // Browsers run atproto clients: allow any origin, as the reference PDS does.
 app.use('*', cors({ origin: '*', maxAge: 86400, exposeHeaders: ['x-request-id'] }))
 
-app.use('*', async (c, next) => {
-  const started = Date.now()
-  const requestId = crypto.randomUUID()
-  c.set('requestId', requestId)
-  const db = openDb(c.env.DB)
-  try {
-    const config = await loadConfig(c.env)
-    const deps = {
-      config,
-      db,
-      env: c.env,
-      repo: {
-        db,
-        did: config.did,
-        signingKey: config.signingKey,
-        onCommit: () => c.executionCtx.waitUntil(firehoseHub(c.env).notify()),
-      },
-      waitUntil: (p: Promise<unknown>) => c.executionCtx.waitUntil(p),
-    }
-    c.set('deps', deps)
-    await next()
-  } finally {
-    c.header('x-request-id', requestId)
-    // One structured line per request, for `wrangler tail`. Never tokens or bodies.
-    const url = new URL(c.req.url)
-    console.log(
-      JSON.stringify({
-        requestId,
-        method: c.req.method,
-        path: url.pathname,
-        status: c.res.status,
-        ms: Date.now() - started,
-        d1: db.stats,
-        did: c.get('authDid'),
-      }),
-    )
-  }
-})
+app.use('*', requestContext)
 
 app.get('/xrpc/_health', async (c) => {
   await c.get('deps').db.orm.run('select 1' as never)

@@ -10,8 +10,9 @@ import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
 import { schema } from './client'
+import { appendEventStatement } from './state'
 
-const { block, commitChain, repoRoot, record, backlink, repoSeq } = schema
+const { block, commitChain, repoRoot, record, backlink } = schema
 
 /** D1 allows 100 bound parameters per statement. */
 export const MAX_PARAMS = 100
@@ -78,8 +79,10 @@ export interface CommitWrite {
   recordPuts: { uri: string; collection: string; rkey: string; cid: string }[]
   recordDeletes: string[]
   backlinks: { uri: string; path: string; linkTo: string }[]
-  /** The firehose event for this commit, stored in the same batch. */
-  event: { type: string; bytes: Uint8Array }
+  /** The firehose events for this commit (the #commit last), stored in the same batch. */
+  events: { type: string; bytes: Uint8Array }[]
+  /** Extra statements that must commit with it (e.g. pds_state updates). */
+  extra?: BatchItem<'sqlite'>[]
 }
 
 /** Statements for one commit; `writeCommit` runs them atomically. */
@@ -151,7 +154,8 @@ export const commitStatements = (db: Db, w: CommitWrite): BatchItem<'sqlite'>[] 
       .values({ did: w.did, cid: w.cid, rev: w.rev, indexedAt: w.now })
       .onConflictDoUpdate({ target: repoRoot.did, set: { cid: w.cid, rev: w.rev, indexedAt: w.now } }),
   )
-  s.push(db.orm.insert(repoSeq).values({ eventType: w.event.type, event: w.event.bytes, sequencedAt: w.now }))
+  for (const event of w.events) s.push(appendEventStatement(db, event.type, event.bytes, w.now))
+  s.push(...(w.extra ?? []))
   return s
 }
 

@@ -54,3 +54,11 @@ export const encodeCommitEvent = async (input: CommitEventInput): Promise<Uint8A
   if (input.prevData) body.prevData = input.prevData
   return encode(body as never)
 }
+
+/** dag-cbor bytes of an `#identity` body without `seq` (handle or DID document changed). */
+export const encodeIdentityEvent = (input: { did: string; handle?: string; time: string }): Uint8Array =>
+  encode({ did: input.did, time: input.time, ...(input.handle ? { handle: input.handle } : {}) } as never)
+
+/** dag-cbor bytes of an `#account` body without `seq` (hosting status changed). */
+export const encodeAccountEvent = (input: { did: string; active: boolean; status?: string; time: string }): Uint8Array =>
+  encode({ did: input.did, time: input.time, active: input.active, ...(input.status ? { status: input.status } : {}) } as never)

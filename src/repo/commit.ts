@@ -20,7 +20,8 @@ import { BlockMap, Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo
 import type { Db } from '../db/client'
 import { selectBacklinkUris } from '../db/records'
 import { commitStatements, isStaleCommitError, selectRoot, type RootRow } from '../db/repo'
-import { encodeCommitEvent, type CommitOp } from '../firehose/events'
+import { encodeAccountEvent, encodeCommitEvent, encodeIdentityEvent, type CommitOp } from '../firehose/events'
+import { setStateStatement } from '../db/state'
 import { BadCommitSwapError, BadRecordSwapError, InvalidRecordError, RepoBusyError } from './errors'
 import { backlinksOf, prepareDelete, type PreparedWrite } from './prepare'
 import { D1Blockstore } from './storage'
@@ -29,6 +30,8 @@ export interface RepoContext {
   db: Db
   did: string
   signingKey: Keypair
+  /** The handle announced in the genesis #identity event. */
+  handle: string
   /** Called after a commit is durable (the firehose is told to deliver it). */
   onCommit?: () => void
 }
@@ -53,6 +56,8 @@ export interface CommitOptions {
 }
 
 const MAX_WRITES = 200
+/** pds_state key: the handle last announced in an #identity event. */
+export const ANNOUNCED_HANDLE = 'announced_handle'
 const MAX_ATTEMPTS = 20
 /** The reference refuses commits whose event would exceed 2 MB. */
 const MAX_EVENT_BLOCK_BYTES = 2_000_000
@@ -127,7 +132,13 @@ const attemptGenesis = async (ctx: RepoContext): Promise<'stale' | void> => {
         recordPuts: [],
         recordDeletes: [],
         backlinks: [],
-        event: { type: 'commit', bytes: event },
+        // A new account announces itself first, as the reference PDS does on createAccount.
+        events: [
+          { type: 'identity', bytes: encodeIdentityEvent({ did: ctx.did, handle: ctx.handle, time: now }) },
+          { type: 'account', bytes: encodeAccountEvent({ did: ctx.did, active: true, time: now }) },
+          { type: 'commit', bytes: event },
+        ],
+        extra: [setStateStatement(ctx.db, ANNOUNCED_HANDLE, ctx.handle, now)],
       }),
     )
   } catch (err) {
@@ -244,7 +255,7 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
         recordPuts: puts.map((w) => ({ uri: w.uri, collection: w.collection, rkey: w.rkey, cid: w.cid.toString() })),
         recordDeletes: [...live.values()].filter((w) => w.action === 'delete').map((w) => w.uri),
         backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
-        event: { type: 'commit', bytes: event },
+        events: [{ type: 'commit', bytes: event }],
       }),
     )
   } catch (err) {

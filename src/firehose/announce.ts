@@ -1,0 +1,80 @@
+/**
+ * Keeping relays informed beyond commits:
+ * - an `#identity` event when the configured handle differs from the one last
+ *   announced (the operator changed PDS_HANDLE and redeployed);
+ * - `com.atproto.sync.requestCrawl` to the configured relays when none is
+ *   connected, at most once an hour: relays are known to mark a quiet host
+ *   offline and not come back on their own.
+ * Both run in the background (waitUntil); failures are logged, never thrown
+ * into a write.
+ */
+import type { Db } from '../db/client'
+import { appendEventStatement, getState, setStateStatement } from '../db/state'
+import { ANNOUNCED_HANDLE } from '../repo/commit'
+import { encodeIdentityEvent } from './events'
+
+export const announceHandleIfChanged = async (db: Db, did: string, handle: string): Promise<boolean> => {
+  const announced = await getState(db, ANNOUNCED_HANDLE)
+  // No repo yet: the genesis commit announces the handle itself.
+  if (announced === null || announced === handle) return false
+  const now = new Date().toISOString()
+  await db.batch([
+    appendEventStatement(db, 'identity', encodeIdentityEvent({ did, handle, time: now }), now),
+    setStateStatement(db, ANNOUNCED_HANDLE, handle, now),
+  ])
+  return true
+}
+
+export interface CrawlResult {
+  relay: string
+  ok: boolean
+  status?: number
+  error?: string
+}
+
+/** Base URL of a relay given as a host name (https) or a full URL (kept as is, for loopback tests). */
+const relayUrl = (relay: string): string => (relay.includes('://') ? relay.replace(/\/+$/, '') : `https://${relay}`)
+
+/** Asks each relay to crawl `hostname`. Never throws. */
+export const requestCrawl = async (relays: string[], hostname: string, fetchImpl: typeof fetch = fetch): Promise<CrawlResult[]> =>
+  Promise.all(
+    relays.map(async (relay): Promise<CrawlResult> => {
+      try {
+        const res = await fetchImpl(`${relayUrl(relay)}/xrpc/com.atproto.sync.requestCrawl`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ hostname }),
+          signal: AbortSignal.timeout(10_000),
+        })
+        await res.body?.cancel()
+        return { relay, ok: res.ok, status: res.status }
+      } catch (err) {
+        return { relay, ok: false, error: String(err) }
+      }
+    }),
+  )
+
+const CRAWL_INTERVAL_MS = 60 * 60 * 1000
+const CRAWL_KEY = 'firehose:last-crawl-request'
+let lastCheckInIsolate = 0
+
+/**
+ * After a write: if no relay is subscribed and none was asked within the hour
+ * (KV remembers across isolates), ask the relays to crawl us.
+ */
+export const requestCrawlIfQuiet = async (opts: {
+  kv: KVNamespace
+  relays: string[]
+  hostname: string
+  subscribers: () => Promise<number>
+}): Promise<CrawlResult[] | null> => {
+  const now = Date.now()
+  if (opts.relays.length === 0 || now - lastCheckInIsolate < CRAWL_INTERVAL_MS) return null
+  lastCheckInIsolate = now
+  if (await opts.kv.get(CRAWL_KEY)) return null
+  if ((await opts.subscribers()) > 0) return null
+  await opts.kv.put(CRAWL_KEY, new Date(now).toISOString(), { expirationTtl: CRAWL_INTERVAL_MS / 1000 })
+  const results = await requestCrawl(opts.relays, opts.hostname)
+  console.log(JSON.stringify({ job: 'requestCrawl', results }))
+  return results
+}
