@@ -111,8 +111,21 @@ export const repoSeq = sqliteTable(
     eventType: text('event_type').notNull(),
     event: bytes('event').notNull(),
     sequencedAt: text('sequenced_at').notNull(),
+    /** 0: the body is in `event`; N: it is split over N `repo_seq_chunk` rows (bodies over D1's row size). */
+    chunks: integer('chunks').notNull().default(0),
   },
   (t) => [index('repo_seq_sequenced_at_idx').on(t.sequencedAt)],
+)
+
+/** Pieces of event bodies too large for one D1 row (a 200-op commit with big records). */
+export const repoSeqChunk = sqliteTable(
+  'repo_seq_chunk',
+  {
+    seq: integer('seq').notNull(),
+    idx: integer('idx').notNull(),
+    data: bytes('data').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.seq, t.idx] })],
 )
 
 /** Small server facts that must survive deploys, e.g. the handle last announced on the firehose. */

@@ -10,7 +10,7 @@ import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
 import { schema } from './client'
-import { appendEventStatement } from './state'
+import { appendEventStatements } from './state'
 
 const { block, commitChain, repoRoot, record, backlink } = schema
 
@@ -154,7 +154,7 @@ export const commitStatements = (db: Db, w: CommitWrite): BatchItem<'sqlite'>[] 
       .values({ did: w.did, cid: w.cid, rev: w.rev, indexedAt: w.now })
       .onConflictDoUpdate({ target: repoRoot.did, set: { cid: w.cid, rev: w.rev, indexedAt: w.now } }),
   )
-  for (const event of w.events) s.push(appendEventStatement(db, event.type, event.bytes, w.now))
+  for (const event of w.events) s.push(...appendEventStatements(db, event.type, event.bytes, w.now))
   s.push(...(w.extra ?? []))
   return s
 }

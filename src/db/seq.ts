@@ -3,22 +3,42 @@
  * commit they describe (src/db/repo.ts); here they are read back in order,
  * bounded, for delivery and replay, and pruned after the retention window.
  */
-import { and, asc, gt, lt, max, min, sql } from 'drizzle-orm'
+import { and, asc, gt, inArray, lt, max, min, sql } from 'drizzle-orm'
 import type { Db } from './client'
 import { schema } from './client'
 
-const { repoSeq } = schema
+const { repoSeq, repoSeqChunk } = schema
 
 export interface SeqEventRow {
   seq: number
   eventType: string
   event: Uint8Array
   sequencedAt: string
+  chunks: number
 }
 
-/** Events after `seq`, oldest first. */
-export const readEventsAfter = (db: Db, seq: number, limit: number): Promise<SeqEventRow[]> =>
-  db.orm.select().from(repoSeq).where(gt(repoSeq.seq, seq)).orderBy(asc(repoSeq.seq)).limit(limit)
+/** Events after `seq`, oldest first, with chunked bodies put back together. */
+export const readEventsAfter = async (db: Db, seq: number, limit: number): Promise<SeqEventRow[]> => {
+  const rows = await db.orm.select().from(repoSeq).where(gt(repoSeq.seq, seq)).orderBy(asc(repoSeq.seq)).limit(limit)
+  const chunked = rows.filter((r) => r.chunks > 0)
+  if (chunked.length === 0) return rows
+  const pieces = await db.orm
+    .select()
+    .from(repoSeqChunk)
+    .where(inArray(repoSeqChunk.seq, chunked.map((r) => r.seq)))
+    .orderBy(asc(repoSeqChunk.seq), asc(repoSeqChunk.idx))
+  return rows.map((row) => {
+    if (row.chunks === 0) return row
+    const parts = pieces.filter((p) => p.seq === row.seq).map((p) => p.data)
+    const event = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+    let offset = 0
+    for (const part of parts) {
+      event.set(part, offset)
+      offset += part.byteLength
+    }
+    return { ...row, event }
+  })
+}
 
 /** The first and last seq in the log (null when empty). */
 export const getSeqBounds = async (db: Db): Promise<{ first: number | null; last: number | null }> => {
@@ -44,6 +64,9 @@ export const pruneEventsBefore = async (db: Db, before: string, limit: number): 
     .limit(limit)
   if (victims.length === 0) return 0
   const upTo = victims[victims.length - 1].seq
-  await db.orm.delete(repoSeq).where(sql`${repoSeq.seq} <= ${upTo}`)
+  await db.batch([
+    db.orm.delete(repoSeqChunk).where(sql`${repoSeqChunk.seq} <= ${upTo}`),
+    db.orm.delete(repoSeq).where(sql`${repoSeq.seq} <= ${upTo}`),
+  ])
   return victims.length
 }

@@ -2,12 +2,12 @@
  * `pds_state`: a few named facts kept across deploys (for instance the handle
  * last announced on the firehose), read and written as plain strings.
  */
-import { eq } from 'drizzle-orm'
+import { eq, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
 import { schema } from './client'
 
-const { pdsState, repoSeq } = schema
+const { pdsState, repoSeq, repoSeqChunk } = schema
 
 export const getState = async (db: Db, key: string): Promise<string | null> => {
   const [row] = await db.orm.select({ value: pdsState.value }).from(pdsState).where(eq(pdsState.key, key)).limit(1)
@@ -20,5 +20,22 @@ export const setStateStatement = (db: Db, key: string, value: string, now: strin
     .values({ key, value, updatedAt: now })
     .onConflictDoUpdate({ target: pdsState.key, set: { value, updatedAt: now } })
 
-export const appendEventStatement = (db: Db, type: string, bytes: Uint8Array, now: string): BatchItem<'sqlite'> =>
-  db.orm.insert(repoSeq).values({ eventType: type, event: bytes, sequencedAt: now })
+/** Event bodies above this are split over `repo_seq_chunk` rows to stay inside D1's row size. */
+export const EVENT_CHUNK_BYTES = 512 * 1024
+
+/** Statements appending one event to the firehose log (for a batch). */
+export const appendEventStatements = (db: Db, type: string, bytes: Uint8Array, now: string): BatchItem<'sqlite'>[] => {
+  if (bytes.byteLength <= EVENT_CHUNK_BYTES) {
+    return [db.orm.insert(repoSeq).values({ eventType: type, event: bytes, sequencedAt: now })]
+  }
+  const count = Math.ceil(bytes.byteLength / EVENT_CHUNK_BYTES)
+  const statements: BatchItem<'sqlite'>[] = [
+    db.orm.insert(repoSeq).values({ eventType: type, event: new Uint8Array(0), sequencedAt: now, chunks: count }),
+  ]
+  for (let idx = 0; idx < count; idx++) {
+    const data = bytes.subarray(idx * EVENT_CHUNK_BYTES, (idx + 1) * EVENT_CHUNK_BYTES)
+    // Inside the batch's transaction the newest seq is the event just inserted.
+    statements.push(db.orm.run(sql`INSERT INTO ${repoSeqChunk} (seq, idx, data) VALUES ((SELECT max(seq) FROM ${repoSeq}), ${idx}, ${data})`))
+  }
+  return statements
+}

@@ -9,7 +9,7 @@
  * into a write.
  */
 import type { Db } from '../db/client'
-import { appendEventStatement, getState, setStateStatement } from '../db/state'
+import { appendEventStatements, getState, setStateStatement } from '../db/state'
 import { ANNOUNCED_HANDLE } from '../repo/commit'
 import { encodeIdentityEvent } from './events'
 
@@ -19,7 +19,7 @@ export const announceHandleIfChanged = async (db: Db, did: string, handle: strin
   if (announced === null || announced === handle) return false
   const now = new Date().toISOString()
   await db.batch([
-    appendEventStatement(db, 'identity', encodeIdentityEvent({ did, handle, time: now }), now),
+    ...appendEventStatements(db, 'identity', encodeIdentityEvent({ did, handle, time: now }), now),
     setStateStatement(db, ANNOUNCED_HANDLE, handle, now),
   ])
   return true

@@ -16,6 +16,8 @@ import { isValidNsid, isValidRecordKey } from '@atproto/syntax'
 import { isKnownRecordType, lexicons, recordKeyType } from '../lexicon'
 import { InvalidRecordError } from './errors'
 
+const MAX_RECORD_BYTES = 1_000_000
+
 export type ValidationStatus = 'valid' | 'unknown' | undefined
 
 interface PreparedBase {
@@ -116,6 +118,8 @@ const prepareRecord = async (input: WriteInput, rkey: string) => {
   } catch (err) {
     throw new InvalidRecordError(`Invalid record: ${(err as Error).message}`)
   }
+  // One block is one D1 row; the reference PDS caps record bodies at 1 MB too.
+  if (bytes.byteLength > MAX_RECORD_BYTES) throw new InvalidRecordError(`Record too large: ${bytes.byteLength} bytes (max ${MAX_RECORD_BYTES})`)
   return { record, bytes, cid: await cidForCbor(bytes), validationStatus }
 }
 
