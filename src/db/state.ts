@@ -35,7 +35,7 @@ export const appendEventStatements = (db: Db, type: string, bytes: Uint8Array, n
   for (let idx = 0; idx < count; idx++) {
     const data = bytes.subarray(idx * EVENT_CHUNK_BYTES, (idx + 1) * EVENT_CHUNK_BYTES)
     // Inside the batch's transaction the newest seq is the event just inserted.
-    statements.push(db.orm.run(sql`INSERT INTO ${repoSeqChunk} (seq, idx, data) VALUES ((SELECT max(seq) FROM ${repoSeq}), ${idx}, ${data})`))
+    statements.push(db.orm.insert(repoSeqChunk).select(sql`SELECT max(seq), ${idx}, ${data} FROM ${repoSeq}`))
   }
   return statements
 }

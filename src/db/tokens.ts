@@ -42,11 +42,13 @@ export const rotateRefreshToken = async (
       .where(and(eq(refreshToken.id, opts.id), or(isNull(refreshToken.nextId), eq(refreshToken.nextId, opts.next.id))))
       .returning({ id: refreshToken.id }),
     // Stored only if the update above really named it as the successor.
-    db.orm.run(sql`
-      INSERT INTO ${refreshToken} (id, did, expires_at, next_id, app_password_name)
-      SELECT ${opts.next.id}, ${opts.next.did}, ${opts.next.expiresAt}, NULL, ${opts.next.appPasswordName}
-      WHERE EXISTS (SELECT 1 FROM ${refreshToken} WHERE id = ${opts.id} AND next_id = ${opts.next.id})
-      ON CONFLICT DO NOTHING`),
+    db.orm
+      .insert(refreshToken)
+      .select(
+        sql`SELECT ${opts.next.id}, ${opts.next.did}, ${opts.next.expiresAt}, NULL, ${opts.next.appPasswordName}
+            WHERE EXISTS (SELECT 1 FROM ${refreshToken} WHERE id = ${opts.id} AND next_id = ${opts.next.id})`,
+      )
+      .onConflictDoNothing(),
   ])) as [{ id: string }[], unknown]
   return updated.length > 0
 }
