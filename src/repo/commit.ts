@@ -183,6 +183,7 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
   const storage = new D1Blockstore(db)
   const repo = await Repo.load(storage, rootCid)
   const prevData = repo.commit.data
+  await storage.prefetchPaths(prevData, [...conflictDeletes, ...requests].map(dataKey))
 
   // Resolve each write against the tree as the earlier writes leave it.
   const current = new Map<string, Cid | null>()

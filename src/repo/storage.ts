@@ -6,7 +6,7 @@
  */
 import { BlockMap, ReadableBlockstore, type CommitData, type RepoStorage } from '@atproto/repo'
 import type { Cid } from '@atproto/lex-data'
-import { parseCid } from '@atproto/lex-data'
+import { decode } from '@atproto/lex-cbor'
 import type { Db } from '../db/client'
 import { getBlockBytes } from '../db/repo'
 
@@ -90,6 +90,32 @@ export class D1Blockstore extends ReadableBlockstore implements RepoStorage {
     return { blocks, missing }
   }
 
+  /**
+   * Warms the cache with the MST nodes on the paths to `keys`, one batched D1
+   * round trip per tree level, instead of the one query per node that lazy
+   * loading would make on a cold isolate (which could blow the Workers
+   * subrequest limit for a 200-op write). Nodes off these paths (neighbours
+   * touched by merges and proofs) still load lazily.
+   */
+  async prefetchPaths(dataRoot: Cid, keys: string[]): Promise<void> {
+    let level: { cid: Cid; keys: string[] }[] = [{ cid: dataRoot, keys }]
+    while (level.length > 0) {
+      const { blocks } = await this.getBlocks(level.map((n) => n.cid))
+      const next = new Map<string, { cid: Cid; keys: string[] }>()
+      for (const node of level) {
+        const bytes = blocks.get(node.cid)
+        if (!bytes) continue
+        for (const [child, childKeys] of routeKeys(decode(bytes) as unknown as MstNode, node.keys)) {
+          const id = child.toString()
+          const entry = next.get(id) ?? { cid: child, keys: [] }
+          entry.keys.push(...childKeys)
+          next.set(id, entry)
+        }
+      }
+      level = [...next.values()]
+    }
+  }
+
   /** Remembers blocks this isolate just committed, so the next write starts warm. */
   remember(blocks: BlockMap): void {
     for (const [cid, bytes] of blocks) this.cache.set(cid.toString(), bytes)
@@ -114,3 +140,36 @@ export class D1Blockstore extends ReadableBlockstore implements RepoStorage {
   }
 }
 
+
+/** An MST node as stored (atproto repo spec): left subtree, then prefix-compressed entries. */
+interface MstNode {
+  l: Cid | null
+  e: { p: number; k: Uint8Array; v: Cid; t: Cid | null }[]
+}
+
+const utf8 = new TextDecoder()
+
+/** Which child subtree each key descends into (keys found in this node stop here). */
+const routeKeys = (node: MstNode, keys: string[]): Map<Cid, string[]> => {
+  const routes = new Map<Cid, string[]>()
+  const add = (cid: Cid | null, key: string) => {
+    if (!cid) return
+    const list = routes.get(cid) ?? []
+    list.push(key)
+    routes.set(cid, list)
+  }
+  // Rebuild the full keys from the prefix compression.
+  const entryKeys: string[] = []
+  let prev = ''
+  for (const entry of node.e) {
+    prev = prev.slice(0, entry.p) + utf8.decode(entry.k)
+    entryKeys.push(prev)
+  }
+  for (const key of keys) {
+    let i = -1
+    while (i + 1 < entryKeys.length && entryKeys[i + 1] <= key) i++
+    if (i === -1) add(node.l, key)
+    else if (entryKeys[i] !== key) add(node.e[i].t, key)
+  }
+  return routes
+}
