@@ -6,6 +6,7 @@
  * Everything a commit touches (blocks, root, record index, backlinks, the
  * commit chain and the firehose event) is written in one `batch()`.
  */
+import { sql } from 'drizzle-orm'
 import { customType, index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core'
 
 /** BLOB column read back as Uint8Array whatever D1 hands us (ArrayBuffer or number[]). */
@@ -56,7 +57,8 @@ export const block = sqliteTable(
     removedRev: text('removed_rev'),
     removedAt: text('removed_at'),
   },
-  (t) => [index('block_rev_idx').on(t.rev), index('block_removed_at_idx').on(t.removedAt)],
+  // Partial: live blocks (removed_at NULL) cost no index write; only the GC reads it.
+  (t) => [index('block_rev_idx').on(t.rev), index('block_removed_idx').on(t.removedAt).where(sql`${t.removedAt} IS NOT NULL`)],
 )
 
 /** Index of the records currently in the repo (values live in `block`). */
