@@ -18,6 +18,7 @@ export interface Secrets {
   /** Optional overrides, mostly for local dev and tests. */
   PDS_SERVICE_URL?: string
   PDS_EMAIL?: string
+  PDS_BLOB_UPLOAD_LIMIT?: string
 }
 
 export type WorkerEnv = Env & Secrets
@@ -38,6 +39,8 @@ export interface Config {
   signingKey: Secp256k1Keypair
   /** Relays asked to crawl us (RELAY_HOSTS, comma separated; empty disables). */
   relayHosts: string[]
+  /** Largest blob upload accepted, in bytes (PDS_BLOB_UPLOAD_LIMIT; video needs 100 MB). */
+  blobUploadLimit: number
 }
 
 export class ConfigError extends Error {
@@ -64,6 +67,15 @@ const required = (env: WorkerEnv, name: keyof WorkerEnv & string): string => {
     throw new ConfigError(`Missing required setting ${name} (see README: Configuration)`)
   }
   return value.trim()
+}
+
+const DEFAULT_BLOB_UPLOAD_LIMIT = 100 * 1024 * 1024
+
+const parseBlobLimit = (value: string | undefined): number => {
+  if (value === undefined || value.trim() === '') return DEFAULT_BLOB_UPLOAD_LIMIT
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`PDS_BLOB_UPLOAD_LIMIT must be a positive number of bytes, got "${value}"`)
+  return n
 }
 
 const buildConfig = async (env: WorkerEnv): Promise<Config> => {
@@ -116,6 +128,7 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     password,
     jwtSecret: new TextEncoder().encode(jwtSecret),
     signingKey,
+    blobUploadLimit: parseBlobLimit(env.PDS_BLOB_UPLOAD_LIMIT),
     relayHosts: (env.RELAY_HOSTS ?? '')
       .split(',')
       .map((h) => h.trim())

@@ -6,14 +6,13 @@
  * lexicon's key type); records of known collections are validated against
  * the official lexicons; `validate: true` on an unknown collection fails;
  * values must fit the atproto data model (no floats), checked by encoding.
+ * Pure except for compiling a lexicon validator on first use.
  */
 import { TID } from '@atproto/common-web'
-import { jsonToLex as jsonToLexicon } from '@atproto/lexicon'
 import { encode } from '@atproto/lex-cbor'
-import { cidForCbor, type Cid, type LexMap } from '@atproto/lex-data'
-import { jsonToLex } from '@atproto/lex-json'
+import { cidForCbor, isLexMap, type Cid, type LexMap } from '@atproto/lex-data'
 import { isValidNsid, isValidRecordKey } from '@atproto/syntax'
-import { isKnownRecordType, lexicons, recordKeyType } from '../lexicon'
+import { recordSchema } from '../lexicon'
 import { InvalidRecordError } from './errors'
 
 const MAX_RECORD_BYTES = 1_000_000
@@ -56,8 +55,11 @@ export interface WriteInput {
   did: string
   collection: string
   rkey?: string
+  /** The record as lex data (the XRPC layer converted the JSON). */
   record: unknown
   validate?: boolean
+  /** Where the record sits in the request, for error messages (default ["record"]). */
+  validationPath?: (string | number)[]
   swapCid?: Cid | null
 }
 
@@ -69,51 +71,42 @@ const assertRecordKey = (rkey: string): void => {
   if (!isValidRecordKey(rkey)) throw new InvalidRecordError(`Invalid record key: ${rkey}`)
 }
 
-/** Checks a record key against the lexicon's declared key type. */
-const assertKeyFitsLexicon = (collection: string, rkey: string): void => {
-  const keyType = recordKeyType(collection)
-  if (!keyType || keyType === 'any') return
-  if (keyType === 'tid' && !TID.is(rkey)) {
-    throw new InvalidRecordError(`Invalid record key for ${collection}: must be a valid TID`)
-  }
-  if (keyType === 'nsid' && !isValidNsid(rkey)) {
-    throw new InvalidRecordError(`Invalid record key for ${collection}: must be a valid NSID`)
-  }
-  if (keyType.startsWith('literal:') && rkey !== keyType.slice('literal:'.length)) {
-    throw new InvalidRecordError(`Invalid record key for ${collection}: must be "${keyType.slice('literal:'.length)}"`)
-  }
-}
-
-const validateRecord = (collection: string, rkey: string, json: Record<string, unknown>, validate?: boolean): ValidationStatus => {
-  if (validate === false) return undefined
-  if (!isKnownRecordType(collection)) {
-    if (validate === true) throw new InvalidRecordError(`Unknown lexicon type: ${collection}`)
+/**
+ * Validates a record of a known collection with the official lexicon (key
+ * type included), with the reference PDS's messages. Unknown collections are
+ * "unknown" unless the client asked for validation.
+ */
+const validateRecord = async (
+  collection: string,
+  rkey: string,
+  record: LexMap,
+  opts: { validate?: boolean; validationPath?: (string | number)[] },
+): Promise<ValidationStatus> => {
+  if (opts.validate === false) return undefined
+  const schema = await recordSchema(collection)
+  if (!schema) {
+    if (opts.validate === true) throw new InvalidRecordError(`Unknown lexicon type: ${collection}`)
     return 'unknown'
   }
-  assertKeyFitsLexicon(collection, rkey)
-  try {
-    lexicons.assertValidRecord(collection, jsonToLexicon(json))
-  } catch (err) {
-    throw new InvalidRecordError(`Invalid ${collection} record: ${(err as Error).message}`)
-  }
+  const key = schema.keySchema.safeValidate(rkey)
+  if (!key.success) throw new InvalidRecordError(`Invalid record key for ${collection}: ${key.reason.message}`)
+  const result = schema.safeValidate(record, { path: opts.validationPath ?? ['record'] })
+  if (!result.success) throw new InvalidRecordError(`Invalid ${collection} record: ${result.reason.message}`)
   return 'valid'
 }
 
 const prepareRecord = async (input: WriteInput, rkey: string) => {
   const { collection } = input
-  if (typeof input.record !== 'object' || input.record === null || Array.isArray(input.record)) {
-    throw new InvalidRecordError('Record must be an object')
+  if (!isLexMap(input.record)) throw new InvalidRecordError('Record must be an object')
+  const given = input.record
+  if (given.$type !== undefined && given.$type !== collection) {
+    throw new InvalidRecordError(`Invalid $type: expected ${collection}, got ${String(given.$type)}`)
   }
-  const json = input.record as Record<string, unknown>
-  if (json.$type !== undefined && json.$type !== collection) {
-    throw new InvalidRecordError(`Invalid $type: expected ${collection}, got ${String(json.$type)}`)
-  }
-  const typed = json.$type === undefined ? { ...json, $type: collection } : json
-  const validationStatus = validateRecord(collection, rkey, typed, input.validate)
-  let record: LexMap
+  const record: LexMap = given.$type === undefined ? { ...given, $type: collection } : given
+  const validationStatus = await validateRecord(collection, rkey, record, input)
   let bytes: Uint8Array
   try {
-    record = jsonToLex(typed as never) as LexMap
+    // Encoding enforces the data model (no floats, ...) for unvalidated collections too.
     bytes = encode(record)
   } catch (err) {
     throw new InvalidRecordError(`Invalid record: ${(err as Error).message}`)

@@ -72,8 +72,8 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
     const writes = input.writes as { $type?: string; collection: string; rkey?: string; value?: unknown }[]
     if (writes.length > 200) throw new InvalidRequestError('Too many writes. Max: 200')
     const prepared: PreparedWrite[] = []
-    for (const w of writes) {
-      const base = { did, collection: w.collection, record: w.value, validate: input.validate }
+    for (const [i, w] of writes.entries()) {
+      const base = { did, collection: w.collection, record: w.value, validate: input.validate, validationPath: ['writes', i, 'record'] }
       if (w.$type === 'com.atproto.repo.applyWrites#create') prepared.push(await prepareCreate({ ...base, rkey: w.rkey }))
       else if (w.$type === 'com.atproto.repo.applyWrites#update') prepared.push(await prepareUpdate({ ...base, rkey: w.rkey ?? '' }))
       else if (w.$type === 'com.atproto.repo.applyWrites#delete') prepared.push(prepareDelete({ did, collection: w.collection, rkey: w.rkey ?? '' }))

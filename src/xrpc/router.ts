@@ -8,9 +8,10 @@
  * with the wrong HTTP verb answers 400, as `@atproto/xrpc-server` does.
  */
 import type { Context, Hono } from 'hono'
-import { jsonToLex as jsonToLexicon, type LexXrpcParameters } from '@atproto/lexicon'
+import { jsonToLex } from '@atproto/lex-json'
+import { l } from '@atproto/lex-schema'
 import { verifyAccess, verifyRefresh, type AccessCredentials, type RefreshCredentials } from '../auth/verifier'
-import { lexicons, methodType } from '../lexicon'
+import { methodSchema, methodType } from '../lexicon'
 import type { AppEnv, Deps } from './context'
 import { InvalidRequestError, MethodNotImplementedError, XrpcError } from './errors'
 
@@ -75,7 +76,7 @@ export class XrpcRouter {
     if (!route) throw new MethodNotImplementedError()
 
     const deps = c.get('deps')
-    const params = decodeParams(nsid, new URL(c.req.url).searchParams)
+    const params = await parseParams(nsid, new URL(c.req.url).searchParams)
     const input = route.type === 'procedure' && !route.rawInput ? await parseInput(nsid, c.req.raw) : undefined
     const auth = await authenticate(route.auth, deps, c.req.header('authorization'))
     if (auth && 'did' in auth) c.set('authDid', auth.did)
@@ -102,62 +103,49 @@ const authenticate = async (mode: AuthMode, deps: Deps, header: string | undefin
   }
 }
 
-/** Decodes query strings by the lexicon's declared types, then validates. */
-const decodeParams = (nsid: string, search: URLSearchParams): Record<string, unknown> => {
+/** Validates query params with the method's lexicon (as the reference: same messages). */
+const parseParams = async (nsid: string, search: URLSearchParams): Promise<Record<string, unknown>> => {
   if (search.has('__proto__')) throw new InvalidRequestError('Invalid query parameter: __proto__', 'InvalidQueryParameter')
-  const def = lexicons.getDef(nsid) as { parameters?: LexXrpcParameters } | undefined
-  const props = def?.parameters?.properties ?? {}
-  const decoded: Record<string, unknown> = {}
-  for (const key of new Set(search.keys())) {
-    const prop = props[key]
-    const values = search.getAll(key)
-    if (prop?.type === 'array') {
-      decoded[key] = values.map((v) => decodeScalar(prop.items.type, v))
-    } else {
-      decoded[key] = decodeScalar(prop?.type, values[0])
-    }
-  }
-  if (!def) return decoded
+  const schema = await methodSchema(nsid)
+  if (!schema) return Object.fromEntries(search)
   try {
-    return (lexicons.assertValidXrpcParams(nsid, decoded) ?? {}) as Record<string, unknown>
+    return schema.parameters.fromURLSearchParams(search) as Record<string, unknown>
   } catch (err) {
-    throw new InvalidRequestError(errorMessage(err))
+    if (err instanceof l.LexValidationError) {
+      throw new InvalidRequestError(`Invalid ${nsid} params: ${err.issues.map((issue) => issue.message).join(', ')}`)
+    }
+    throw err
   }
 }
 
-const decodeScalar = (type: string | undefined, value: string): unknown => {
-  if (type === 'integer') return /^-?\d+$/.test(value) ? Number(value) : value
-  if (type === 'boolean') return value === 'true' ? true : value === 'false' ? false : value
-  return value
-}
-
-/** Reads and validates a JSON body; the handler gets plain JSON (records are converted by the repo code). */
+/**
+ * Reads a JSON body, converts it to the atproto data model ($link, $bytes,
+ * blobs) and validates it with the method's lexicon. Handlers get lex values.
+ */
 const parseInput = async (nsid: string, req: Request): Promise<unknown> => {
-  const def = lexicons.getDef(nsid) as { input?: { encoding: string; schema?: unknown } } | undefined
-  if (!def?.input) return undefined
+  const schema = await methodSchema(nsid)
+  if (!schema || schema.type !== 'procedure' || !schema.input.encoding) return undefined
   const declared = Number(req.headers.get('content-length') ?? 0)
   if (declared > MAX_JSON_BYTES) throw new XrpcError(413, 'request entity too large')
   const text = await req.text()
   if (text.length > MAX_JSON_BYTES) throw new XrpcError(413, 'request entity too large')
   if (text.length === 0) throw new InvalidRequestError('A request body is expected but none was provided')
   const encoding = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase()
-  if (def.input.encoding === 'application/json' && encoding !== 'application/json') {
+  if (!schema.input.matchesEncoding(encoding)) {
     throw new InvalidRequestError(`Wrong request encoding (Content-Type): ${encoding || 'none'}`)
   }
   let body: unknown
   try {
     body = JSON.parse(text)
-  } catch {
-    throw new InvalidRequestError('Invalid JSON body')
+  } catch (err) {
+    throw new InvalidRequestError(`Invalid JSON body: ${errorMessage(err)}`)
   }
-  if (def.input.schema) {
-    try {
-      lexicons.assertValidXrpcInput(nsid, jsonToLexicon(body))
-    } catch (err) {
-      throw new InvalidRequestError(errorMessage(err))
-    }
+  if (!schema.input.schema) return body
+  try {
+    return schema.input.schema.parse(jsonToLex(body as never))
+  } catch (err) {
+    throw new InvalidRequestError(errorMessage(err))
   }
-  return body
 }
 
 /** JSON bodies above this are refused (a commit's event may not exceed 2 MB anyway). */

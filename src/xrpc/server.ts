@@ -29,6 +29,7 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     did: deps.config.serviceDid,
     availableUserDomains: [],
     inviteCodeRequired: true,
+    blobUploadLimit: deps.config.blobUploadLimit,
     links: {},
     contact: {},
   }))
