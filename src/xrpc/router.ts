@@ -78,6 +78,11 @@ export class XrpcRouter {
     const deps = c.get('deps')
     const params = await parseParams(nsid, new URL(c.req.url).searchParams)
     const input = route.type === 'procedure' && !route.rawInput ? await parseInput(nsid, c.req.raw) : undefined
+    if (route.auth !== 'none') {
+      // As the reference: answers that depend on credentials are never shared by caches.
+      c.header('cache-control', 'private')
+      c.header('vary', 'Authorization', { append: true })
+    }
     const auth = await authenticate(route.auth, deps, c.req.header('authorization'))
     if (auth && 'did' in auth) c.set('authDid', auth.did)
 
