@@ -6,6 +6,7 @@
  * line and of the benchmark. A `batch()` is one round trip however many
  * statements it holds, and it is D1's only atomic unit.
  */
+import { sql, type AnyColumn, type SQL } from 'drizzle-orm'
 import { drizzle, type DrizzleD1Database } from 'drizzle-orm/d1'
 import type { BatchItem } from 'drizzle-orm/batch'
 import * as schema from '../../drizzle/schema'
@@ -92,3 +93,20 @@ export const openDb = (d1: D1Database): Db => {
       statements.length === 0 ? Promise.resolve([]) : orm.batch(statements as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]),
   }
 }
+
+const hexDecoder = (Uint8Array as unknown as { fromHex?: (hex: string) => Uint8Array }).fromHex
+const fromHex = (hex: string): Uint8Array => {
+  if (hexDecoder) return hexDecoder(hex)
+  const out = new Uint8Array(hex.length / 2)
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16)
+  return out
+}
+
+/**
+ * Selects a BLOB column as bytes, efficiently. D1 hands BLOBs to JavaScript
+ * as arrays of numbers (8+ bytes of heap per byte, converted element by
+ * element); a hex string crosses as one compact string and decodes natively.
+ * It made getRepo several times cheaper in CPU and memory.
+ */
+export const blobBytes = (column: AnyColumn): SQL.Aliased<Uint8Array> | SQL<Uint8Array> =>
+  sql<string>`hex(${column})`.mapWith((hex: string) => fromHex(hex)) as unknown as SQL<Uint8Array>

@@ -4,7 +4,7 @@
  */
 import { and, asc, desc, eq, gt, gte, inArray, lt } from 'drizzle-orm'
 import type { Db } from './client'
-import { schema } from './client'
+import { blobBytes, schema } from './client'
 import { chunk, MAX_PARAMS } from './repo'
 
 const { block, record, backlink } = schema
@@ -17,7 +17,7 @@ export interface RecordRow {
 
 export const getRecordRow = async (db: Db, uri: string): Promise<RecordRow | null> => {
   const [row] = await db.orm
-    .select({ uri: record.uri, cid: record.cid, content: block.content })
+    .select({ uri: record.uri, cid: record.cid, content: blobBytes(block.content) })
     .from(record)
     .innerJoin(block, eq(block.cid, record.cid))
     .where(eq(record.uri, uri))
@@ -36,7 +36,7 @@ export const listRecordRows = (
       ? [reverse ? gt(record.rkey, cursor) : lt(record.rkey, cursor)]
       : [rkeyStart !== undefined ? gt(record.rkey, rkeyStart) : undefined, rkeyEnd !== undefined ? lt(record.rkey, rkeyEnd) : undefined]
   return db.orm
-    .select({ uri: record.uri, cid: record.cid, content: block.content })
+    .select({ uri: record.uri, cid: record.cid, content: blobBytes(block.content) })
     .from(record)
     .innerJoin(block, eq(block.cid, record.cid))
     .where(and(eq(record.collection, collection), ...range))

@@ -9,7 +9,7 @@
 import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
-import { schema } from './client'
+import { blobBytes, schema } from './client'
 import { appendEventStatements } from './state'
 
 const { block, commitChain, repoRoot, record, backlink } = schema
@@ -38,7 +38,7 @@ export const getBlockBytes = async (db: Db, cids: string[]): Promise<Map<string,
   const found = new Map<string, Uint8Array>()
   if (cids.length === 0) return found
   const statements = chunk(cids, MAX_PARAMS).map((part) =>
-    db.orm.select({ cid: block.cid, content: block.content }).from(block).where(inArray(block.cid, part)),
+    db.orm.select({ cid: block.cid, content: blobBytes(block.content) }).from(block).where(inArray(block.cid, part)),
   )
   const results = (await db.batch(statements)) as { cid: string; content: Uint8Array }[][]
   for (const rows of results) for (const row of rows) found.set(row.cid, row.content)
@@ -54,7 +54,7 @@ export const pageSnapshotBlocks = (
   opts: { rev: string; since?: string; afterCid: string; limit: number },
 ): Promise<{ cid: string; content: Uint8Array }[]> =>
   db.orm
-    .select({ cid: block.cid, content: block.content })
+    .select({ cid: block.cid, content: blobBytes(block.content) })
     .from(block)
     .where(
       and(

@@ -5,7 +5,7 @@
  */
 import { and, asc, gt, inArray, lt, max, min, sql } from 'drizzle-orm'
 import type { Db } from './client'
-import { schema } from './client'
+import { blobBytes, schema } from './client'
 
 const { repoSeq, repoSeqChunk } = schema
 
@@ -19,11 +19,22 @@ export interface SeqEventRow {
 
 /** Events after `seq`, oldest first, with chunked bodies put back together. */
 export const readEventsAfter = async (db: Db, seq: number, limit: number): Promise<SeqEventRow[]> => {
-  const rows = await db.orm.select().from(repoSeq).where(gt(repoSeq.seq, seq)).orderBy(asc(repoSeq.seq)).limit(limit)
+  const rows = await db.orm
+    .select({
+      seq: repoSeq.seq,
+      eventType: repoSeq.eventType,
+      event: blobBytes(repoSeq.event),
+      sequencedAt: repoSeq.sequencedAt,
+      chunks: repoSeq.chunks,
+    })
+    .from(repoSeq)
+    .where(gt(repoSeq.seq, seq))
+    .orderBy(asc(repoSeq.seq))
+    .limit(limit)
   const chunked = rows.filter((r) => r.chunks > 0)
   if (chunked.length === 0) return rows
   const pieces = await db.orm
-    .select()
+    .select({ seq: repoSeqChunk.seq, data: blobBytes(repoSeqChunk.data) })
     .from(repoSeqChunk)
     .where(inArray(repoSeqChunk.seq, chunked.map((r) => r.seq)))
     .orderBy(asc(repoSeqChunk.seq), asc(repoSeqChunk.idx))

@@ -81,8 +81,33 @@ export const blocksCar = async (db: Db, cids: Cid[]): Promise<{ car: Uint8Array 
   return { car: await blocksToCarFile(null, blocks) }
 }
 
+/** CAR writers yield a few hundred bytes at a time; the stream gets ~64 KiB pieces instead. */
+const STREAM_CHUNK_BYTES = 64 * 1024
+
+async function* coalesce(iterable: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  let parts: Uint8Array[] = []
+  let size = 0
+  const flush = (): Uint8Array => {
+    const out = new Uint8Array(size)
+    let offset = 0
+    for (const part of parts) {
+      out.set(part, offset)
+      offset += part.byteLength
+    }
+    parts = []
+    size = 0
+    return out
+  }
+  for await (const chunk of iterable) {
+    parts.push(chunk)
+    size += chunk.byteLength
+    if (size >= STREAM_CHUNK_BYTES) yield flush()
+  }
+  if (size > 0) yield flush()
+}
+
 const iterableToStream = (iterable: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> => {
-  const iterator = iterable[Symbol.asyncIterator]()
+  const iterator = coalesce(iterable)[Symbol.asyncIterator]()
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await iterator.next()
@@ -90,7 +115,7 @@ const iterableToStream = (iterable: AsyncIterable<Uint8Array>): ReadableStream<U
       else controller.enqueue(value)
     },
     async cancel() {
-      await iterator.return?.()
+      await iterator.return?.(undefined)
     },
   })
 }
