@@ -43,9 +43,16 @@ export const parsePasswordSetting = async (value: string): Promise<PasswordSetti
   if (!Number.isInteger(iterations) || iterations < 10_000 || iterations > PBKDF2_MAX_ITERATIONS || !saltText || !hashText) {
     throw new Error(`PDS_PASSWORD hash must be ${HASH_PREFIX}<10000..100000>$<salt>$<hash>`)
   }
-  const hash = fromBase64Url(hashText)
+  let hash: Uint8Array
+  let salt: Uint8Array
+  try {
+    hash = fromBase64Url(hashText)
+    salt = fromBase64Url(saltText)
+  } catch {
+    throw new Error('PDS_PASSWORD hash: the salt and hash must be base64url')
+  }
   if (hash.length !== 32) throw new Error('PDS_PASSWORD hash must be 32 bytes (base64url)')
-  return { kind: 'hash', iterations, salt: fromBase64Url(saltText), hash }
+  return { kind: 'hash', iterations, salt, hash }
 }
 
 /** Makes the hash form of a password (used by the hash-password script and tests). */

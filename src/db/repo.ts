@@ -182,7 +182,8 @@ export const deleteRemovedBlocks = async (db: Db, before: string, limit: number)
     chunk(
       victims.map((v) => v.cid),
       MAX_PARAMS,
-    ).map((part) => db.orm.delete(block).where(inArray(block.cid, part))),
+      // Re-checked here: a commit may have brought a block back since the select.
+    ).map((part) => db.orm.delete(block).where(and(inArray(block.cid, part), lte(block.removedAt, before)))),
   )
   return victims.length
 }

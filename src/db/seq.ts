@@ -6,6 +6,7 @@
 import { and, asc, gt, inArray, lt, max, min, sql } from 'drizzle-orm'
 import type { Db } from './client'
 import { blobBytes, schema } from './client'
+import { chunk, MAX_PARAMS } from './repo'
 
 const { repoSeq, repoSeqChunk } = schema
 
@@ -33,11 +34,21 @@ export const readEventsAfter = async (db: Db, seq: number, limit: number): Promi
     .limit(limit)
   const chunked = rows.filter((r) => r.chunks > 0)
   if (chunked.length === 0) return rows
-  const pieces = await db.orm
-    .select({ seq: repoSeqChunk.seq, data: blobBytes(repoSeqChunk.data) })
-    .from(repoSeqChunk)
-    .where(inArray(repoSeqChunk.seq, chunked.map((r) => r.seq)))
-    .orderBy(asc(repoSeqChunk.seq), asc(repoSeqChunk.idx))
+  // One statement per 100 seqs (D1's bound-parameter limit), all in one round trip.
+  const pieces = (
+    (await db.batch(
+      chunk(
+        chunked.map((r) => r.seq),
+        MAX_PARAMS,
+      ).map((seqs) =>
+        db.orm
+          .select({ seq: repoSeqChunk.seq, data: blobBytes(repoSeqChunk.data) })
+          .from(repoSeqChunk)
+          .where(inArray(repoSeqChunk.seq, seqs))
+          .orderBy(asc(repoSeqChunk.seq), asc(repoSeqChunk.idx)),
+      ),
+    )) as { seq: number; data: Uint8Array }[][]
+  ).flat()
   return rows.map((row) => {
     if (row.chunks === 0) return row
     const parts = pieces.filter((p) => p.seq === row.seq).map((p) => p.data)

@@ -8,10 +8,11 @@
  * while sockets are open, in case a poke was lost.
  *
  * Per socket we keep `lastSeq` (the last event it was sent) and whether it is
- * `live`. A new socket replays from its cursor until it has caught up with
- * what live sockets were sent, then turns live in the same synchronous step,
- * so there is no gap and no duplicate even while writes go on. State survives
- * hibernation in each socket's attachment; the constructor only reloads it.
+ * `live`. A new socket replays from its cursor until a read comes back short,
+ * then turns live; the pump always reads from the lowest live position and a
+ * socket only takes events right after its own `lastSeq`, so there is no gap
+ * and no duplicate even while writes go on. State survives hibernation in each
+ * socket's attachment; the constructor only reloads it.
  */
 import { DurableObject } from 'cloudflare:workers'
 import { openDb, type Db } from '../db/client'
@@ -24,7 +25,8 @@ interface SocketState {
   live: boolean
 }
 
-const PAGE = 500
+/** Events read per D1 query (bounded: big commits are up to 2 MB each). */
+const PAGE = 100
 /** Re-check the log this often while relays are connected (a lost poke costs at most this delay). */
 const SAFETY_POLL_MS = 60_000
 /** A consumer this far behind (bytes queued) is cut off rather than let it hold memory. */
@@ -32,8 +34,8 @@ const MAX_BUFFERED_BYTES = 32 * 1024 * 1024
 
 export class FirehoseHub extends DurableObject<WorkerEnv> {
   private sockets = new Map<WebSocket, SocketState>()
-  /** Seq of the last event delivered to live sockets (null: none since wake). */
-  private broadcastSeq: number | null = null
+  /** Highest seq sent to any socket since wake (for the status page only). */
+  private lastDelivered: number | null = null
   private pumping: Promise<void> | null = null
   private pumpAgain = false
 
@@ -43,7 +45,6 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
       const state = ws.deserializeAttachment() as SocketState | null
       if (!state) continue
       this.sockets.set(ws, state)
-      if (state.live) this.broadcastSeq = Math.max(this.broadcastSeq ?? 0, state.lastSeq)
     }
   }
 
@@ -73,7 +74,7 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
 
   /** Numbers for the status page: connected subscribers and the last delivered seq. */
   async stats(): Promise<{ subscribers: number; lastSeq: number | null }> {
-    return { subscribers: this.sockets.size, lastSeq: this.broadcastSeq }
+    return { subscribers: this.sockets.size, lastSeq: this.lastDelivered }
   }
 
   override async webSocketMessage(): Promise<void> {
@@ -103,8 +104,8 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
     const { first, last } = await getSeqBounds(db)
     const head = last ?? 0
     if (cursorParam === null) {
-      // No cursor: live from now on.
-      state.lastSeq = this.broadcastSeq ?? head
+      // No cursor: only what commits after now.
+      state.lastSeq = head
     } else {
       const cursor = Number(cursorParam)
       if (!Number.isInteger(cursor) || cursor < 0) {
@@ -130,13 +131,13 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
       if (!this.sockets.has(ws)) return
       this.sendRows(ws, state, rows)
       if (!this.sockets.has(ws)) return
-      // Caught up with the log as of the read, and with what live sockets got?
-      if (rows.length < PAGE && (this.broadcastSeq === null || state.lastSeq >= this.broadcastSeq)) {
+      // Caught up with the log as of the read: live from here. Anything
+      // committed since (even if other sockets already got it) reaches this
+      // socket through the pump, which reads from the lowest live position.
+      if (rows.length < PAGE) {
         state.live = true
         ws.serializeAttachment(state)
-        if (this.broadcastSeq === null || this.broadcastSeq < state.lastSeq) this.broadcastSeq = state.lastSeq
         await this.scheduleSafetyPoll()
-        // Anything committed since our last read is picked up by the pump.
         return this.pump()
       }
     }
@@ -165,17 +166,20 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
     for (;;) {
       const live = [...this.sockets].filter(([, s]) => s.live)
       if (live.length === 0) return
-      const from = this.broadcastSeq ?? Math.min(...live.map(([, s]) => s.lastSeq))
+      const from = Math.min(...live.map(([, s]) => s.lastSeq))
       const rows = await readEventsAfter(db, from, PAGE)
       for (const row of rows) {
         const frame = eventFrame(row.eventType, row.seq, row.event)
         for (const [ws, state] of this.sockets) {
-          if (state.live && state.lastSeq < row.seq) {
+          // `rows` is every event after `from`, so a socket at or past `from`
+          // gets the ones it lacks in order. A socket behind `from` (it went
+          // live during the read) is skipped now and served by the next pass.
+          if (state.live && state.lastSeq >= from && state.lastSeq < row.seq) {
             state.lastSeq = row.seq
             this.safeSend(ws, frame)
           }
         }
-        this.broadcastSeq = row.seq
+        this.lastDelivered = row.seq
       }
       for (const [ws, state] of this.sockets) if (state.live) ws.serializeAttachment(state)
       if (rows.length < PAGE) return

@@ -10,7 +10,7 @@
  */
 import { TID } from '@atproto/common-web'
 import { encode } from '@atproto/lex-cbor'
-import { cidForCbor, isLexMap, type Cid, type LexMap } from '@atproto/lex-data'
+import { cidForCbor, type Cid, type LexMap } from '@atproto/lex-data'
 import { isValidNsid, isValidRecordKey } from '@atproto/syntax'
 import { recordSchema } from '../lexicon'
 import { InvalidRecordError } from './errors'
@@ -97,8 +97,11 @@ const validateRecord = async (
 
 const prepareRecord = async (input: WriteInput, rkey: string) => {
   const { collection } = input
-  if (!isLexMap(input.record)) throw new InvalidRecordError('Record must be an object')
-  const given = input.record
+  // Shallow check only: the data model itself (floats...) is enforced by encoding below.
+  if (typeof input.record !== 'object' || input.record === null || Array.isArray(input.record) || input.record instanceof Uint8Array) {
+    throw new InvalidRecordError('Record must be an object')
+  }
+  const given = input.record as LexMap
   if (given.$type !== undefined && given.$type !== collection) {
     throw new InvalidRecordError(`Invalid $type: expected ${collection}, got ${String(given.$type)}`)
   }
