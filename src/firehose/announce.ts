@@ -11,6 +11,7 @@
 import type { Db } from '../db/client'
 import { appendEventStatements, getState, setStateStatement } from '../db/state'
 import { ANNOUNCED_HANDLE } from '../repo/commit'
+import { requestCrawl, type CrawlResult } from './crawl'
 import { encodeIdentityEvent } from './events'
 
 export const announceHandleIfChanged = async (db: Db, did: string, handle: string): Promise<boolean> => {
@@ -24,35 +25,6 @@ export const announceHandleIfChanged = async (db: Db, did: string, handle: strin
   ])
   return true
 }
-
-export interface CrawlResult {
-  relay: string
-  ok: boolean
-  status?: number
-  error?: string
-}
-
-/** Base URL of a relay given as a host name (https) or a full URL (kept as is, for loopback tests). */
-const relayUrl = (relay: string): string => (relay.includes('://') ? relay.replace(/\/+$/, '') : `https://${relay}`)
-
-/** Asks each relay to crawl `hostname`. Never throws. */
-export const requestCrawl = async (relays: string[], hostname: string, fetchImpl: typeof fetch = fetch): Promise<CrawlResult[]> =>
-  Promise.all(
-    relays.map(async (relay): Promise<CrawlResult> => {
-      try {
-        const res = await fetchImpl(`${relayUrl(relay)}/xrpc/com.atproto.sync.requestCrawl`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ hostname }),
-          signal: AbortSignal.timeout(10_000),
-        })
-        await res.body?.cancel()
-        return { relay, ok: res.ok, status: res.status }
-      } catch (err) {
-        return { relay, ok: false, error: String(err) }
-      }
-    }),
-  )
 
 const CRAWL_INTERVAL_MS = 60 * 60 * 1000
 const CRAWL_KEY = 'firehose:last-crawl-request'
