@@ -136,3 +136,33 @@ export const pdsState = sqliteTable('pds_state', {
   value: text('value').notNull(),
   updatedAt: text('updated_at').notNull(),
 })
+
+/**
+ * Blobs (bytes in R2 under `r2Key`). A blob no record references is
+ * temporary: the cron deletes it once `dereferencedAt` is set (its last
+ * reference went away) or, if it was never referenced, once it is older than
+ * the temporary-blob TTL.
+ */
+export const blob = sqliteTable(
+  'blob',
+  {
+    cid: text('cid').primaryKey(),
+    r2Key: text('r2_key').notNull(),
+    mimeType: text('mime_type').notNull(),
+    size: integer('size').notNull(),
+    createdAt: text('created_at').notNull(),
+    dereferencedAt: text('dereferenced_at'),
+  },
+  (t) => [index('blob_created_at_idx').on(t.createdAt)],
+)
+
+/** Which record references which blob; a trigger refuses a reference to a blob we do not have. */
+export const recordBlob = sqliteTable(
+  'record_blob',
+  {
+    recordUri: text('record_uri').notNull(),
+    blobCid: text('blob_cid').notNull(),
+    rev: text('rev').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.recordUri, t.blobCid] }), index('record_blob_cid_idx').on(t.blobCid), index('record_blob_rev_idx').on(t.rev)],
+)

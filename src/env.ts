@@ -19,6 +19,8 @@ export interface Secrets {
   PDS_SERVICE_URL?: string
   PDS_EMAIL?: string
   PDS_BLOB_UPLOAD_LIMIT?: string
+  /** Seconds an unreferenced upload is kept before the cron collects it (default 6 h). */
+  PDS_BLOB_TEMP_TTL_SECONDS?: string
 }
 
 export type WorkerEnv = Env & Secrets

@@ -15,14 +15,15 @@
  * backlinks), one batch to commit.
  */
 import type { Keypair } from '@atproto/crypto'
-import { type Cid, parseCid } from '@atproto/lex-data'
+import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
+import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
 import { BlockMap, Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
 import type { Db } from '../db/client'
 import { selectBacklinkUris } from '../db/records'
 import { commitStatements, isStaleCommitError, selectRoot, type RootRow } from '../db/repo'
 import { encodeAccountEvent, encodeCommitEvent, encodeIdentityEvent, type CommitOp } from '../firehose/events'
 import { setStateStatement } from '../db/state'
-import { BadCommitSwapError, BadRecordSwapError, InvalidRecordError, RepoBusyError } from './errors'
+import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError, RepoBusyError } from './errors'
 import { backlinksOf, prepareDelete, type PreparedWrite } from './prepare'
 import { D1Blockstore } from './storage'
 
@@ -163,7 +164,12 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
           : [],
       )
     : []
-  const [rootRows, ...backlinkRows] = (await db.batch([selectRoot(db), ...backlinkQueries])) as [RootRow[], ...{ uri: string }[][]]
+  const blobCids = [...new Set(requests.flatMap((w) => (w.action === 'delete' ? [] : w.blobs.map((b) => b.ref.toString()))))]
+  const blobQueries = selectBlobs(db, blobCids)
+  const [rootRows, ...rest] = (await db.batch([selectRoot(db), ...backlinkQueries, ...blobQueries])) as [RootRow[], ...unknown[][]]
+  const backlinkRows = rest.slice(0, backlinkQueries.length) as { uri: string }[][]
+  const blobRows = new Map((rest.slice(backlinkQueries.length) as BlobRow[][]).flat().map((b) => [b.cid, b]))
+  for (const w of requests) if (w.action !== 'delete') checkBlobRefs(w.blobs, blobRows)
   const root = rootRows[0]
   if (!root) {
     // First write ever: make the genesis commit (we already hold the queue), then go again.
@@ -229,6 +235,11 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
   }
 
   const now = new Date().toISOString()
+  const live = new Map<string, PreparedWrite>()
+  for (const w of writes) live.set(w.uri, w)
+  const puts = [...live.values()].filter((w) => w.action !== 'delete')
+  const blobRefs = puts.flatMap((w) => w.blobs.map((b) => ({ uri: w.uri, cid: b.ref.toString() })))
+
   const event = await encodeCommitEvent({
     did: ctx.did,
     commit: commit.cid,
@@ -238,11 +249,8 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
     ops,
     blocks: commit.relevantBlocks,
     time: now,
+    blobs: [...new Map(puts.flatMap((w) => w.blobs.map((b) => [b.ref.toString(), b.ref] as const))).values()],
   })
-
-  const live = new Map<string, PreparedWrite>()
-  for (const w of writes) live.set(w.uri, w)
-  const puts = [...live.values()].filter((w) => w.action !== 'delete')
   try {
     await db.batch(
       commitStatements(db, {
@@ -257,15 +265,35 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
         recordDeletes: [...live.values()].filter((w) => w.action === 'delete').map((w) => w.uri),
         backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
         events: [{ type: 'commit', bytes: event }],
+        extra: blobReferenceStatements(db, { touchedUris: [...live.keys()], refs: blobRefs, rev: commit.rev, now }),
       }),
     )
   } catch (err) {
     if (isStaleCommitError(err)) return 'stale'
+    if (/blob not found/.test(String((err as Error)?.message) + String((err as { cause?: unknown })?.cause ?? ''))) {
+      // The blob GC won a race against this commit: the batch was refused whole.
+      throw new BlobRefError('Could not find blob: it was removed while the record was being written', 'BlobNotFound')
+    }
     throw err
   }
   storage.remember(commit.newBlocks)
   ctx.onCommit?.()
   return { cid: commit.cid, rev: commit.rev, since: commit.since, prevData, ops, writes }
+}
+
+/** Each blob a record references must be one we hold, described as we stored it (reference PDS checks). */
+const checkBlobRefs = (refs: TypedBlobRef[], held: Map<string, BlobRow>): void => {
+  for (const ref of refs) {
+    const cid = ref.ref.toString()
+    const found = held.get(cid)
+    if (!found) throw new BlobRefError(`Could not find blob: ${cid}`, 'BlobNotFound')
+    if (found.mimeType !== ref.mimeType) {
+      throw new BlobRefError(`Referenced Mimetype does not match stored blob. Expected: ${found.mimeType}, Got: ${ref.mimeType}`, 'InvalidMimeType')
+    }
+    if (found.size !== ref.size) {
+      throw new BlobRefError(`Referenced Size does not match stored blob. Expected: ${found.size}, Got: ${ref.size}`, 'InvalidSize')
+    }
+  }
 }
 
 const checkRecordSwap = (write: PreparedWrite, existing: Cid | null): void => {

@@ -29,3 +29,14 @@ export class BadRecordSwapError extends Error {
 export class RepoBusyError extends Error {
   override name = 'RepoBusyError'
 }
+
+/** A record references a blob we do not hold, or describes it wrongly (reference PDS names). */
+export class BlobRefError extends Error {
+  override name = 'BlobRefError'
+  constructor(
+    message: string,
+    readonly error: 'BlobNotFound' | 'InvalidMimeType' | 'InvalidSize',
+  ) {
+    super(message)
+  }
+}

@@ -10,7 +10,7 @@
  */
 import { TID } from '@atproto/common-web'
 import { encode } from '@atproto/lex-cbor'
-import { cidForCbor, type Cid, type LexMap } from '@atproto/lex-data'
+import { cidForCbor, enumBlobRefs, isLegacyBlobRef, type Cid, type LexMap, type TypedBlobRef } from '@atproto/lex-data'
 import { isValidNsid, isValidRecordKey } from '@atproto/syntax'
 import { recordSchema } from '../lexicon'
 import { InvalidRecordError } from './errors'
@@ -33,6 +33,8 @@ export interface PreparedCreate extends PreparedBase {
   cid: Cid
   bytes: Uint8Array
   validationStatus: ValidationStatus
+  /** Blobs the record references (checked against the blob index at commit). */
+  blobs: TypedBlobRef[]
 }
 
 export interface PreparedUpdate extends PreparedBase {
@@ -41,6 +43,7 @@ export interface PreparedUpdate extends PreparedBase {
   cid: Cid
   bytes: Uint8Array
   validationStatus: ValidationStatus
+  blobs: TypedBlobRef[]
 }
 
 export interface PreparedDelete extends PreparedBase {
@@ -116,8 +119,15 @@ const prepareRecord = async (input: WriteInput, rkey: string) => {
   }
   // One block is one D1 row; the reference PDS caps record bodies at 1 MB too.
   if (bytes.byteLength > MAX_RECORD_BYTES) throw new InvalidRecordError(`Record too large: ${bytes.byteLength} bytes (max ${MAX_RECORD_BYTES})`)
-  return { record, bytes, cid: await cidForCbor(bytes), validationStatus }
+  return { record, bytes, cid: await cidForCbor(bytes), validationStatus, blobs: blobRefsOf(record) }
 }
+
+/** Every blob the record references; legacy `{cid, mimeType}` refs are refused, as by the reference. */
+const blobRefsOf = (record: LexMap): TypedBlobRef[] =>
+  Array.from(enumBlobRefs(record, { strict: false, allowLegacy: true }), (ref) => {
+    if (isLegacyBlobRef(ref)) throw new InvalidRecordError(`Legacy blobs are not allowed (${ref.cid})`)
+    return ref as TypedBlobRef
+  })
 
 const atUri = (did: string, collection: string, rkey: string): string => `at://${did}/${collection}/${rkey}`
 

@@ -5,7 +5,8 @@
  * Unknown errors become a bare 500 that never echoes internals.
  */
 import { ConfigError } from '../env'
-import { BadCommitSwapError, BadRecordSwapError, InvalidRecordError, RepoBusyError } from '../repo/errors'
+import { BlobTooLargeError, LengthRequiredError } from '../blobs/store'
+import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError, RepoBusyError } from '../repo/errors'
 
 const DEFAULT_MESSAGES: Record<number, [name: string, message: string]> = {
   400: ['InvalidRequest', 'Invalid Request'],
@@ -74,6 +75,9 @@ export const toXrpcError = (err: unknown): XrpcError => {
   if (err instanceof BadCommitSwapError || err instanceof BadRecordSwapError) {
     return new InvalidRequestError(err.message, 'InvalidSwap')
   }
+  if (err instanceof BlobRefError) return new InvalidRequestError(err.message, err.error)
+  if (err instanceof BlobTooLargeError) return new XrpcError(413, err.message)
+  if (err instanceof LengthRequiredError) return new XrpcError(411, err.message, 'LengthRequired')
   if (err instanceof RepoBusyError) return new XrpcError(503, err.message)
   if (err instanceof ConfigError) {
     // The operator must see which setting is wrong; it names no secret value.

@@ -7,6 +7,8 @@ import { commitWrites, type CommitResult, type WriteRequest } from '../repo/comm
 import { prepareCreate, prepareDelete, prepareUpdate, type PreparedWrite } from '../repo/prepare'
 import { listRecords, readRecord } from '../repo/reader'
 import { listCollections } from '../db/records'
+import { listMissingBlobRefs, upsertBlob } from '../db/blobs'
+import { uploadToR2 } from '../blobs/store'
 import { buildDidDocument, resolveOwnAccount } from '../identity/did-doc'
 import type { Deps } from './context'
 import type { AccessCredentials } from '../auth/verifier'
@@ -40,6 +42,31 @@ const optionalCid = (value: unknown, field: string): Cid | undefined => {
 const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.toString(), rev: commit.rev } : undefined)
 
 export const registerRepoMethods = (x: XrpcRouter): void => {
+  x.procedure(
+    'com.atproto.repo.uploadBlob',
+    'access',
+    async ({ deps, req }) => {
+      if (!req.body) throw new InvalidRequestError('A request body is expected but none was provided')
+      const length = req.headers.get('content-length')
+      const upload = await uploadToR2(deps.env.BLOBS, req.body, {
+        contentLength: length === null ? null : Number(length),
+        contentType: req.headers.get('content-type'),
+        limit: deps.config.blobUploadLimit,
+      })
+      const keptKey = await upsertBlob(deps.db, { cid: upload.cid, r2Key: upload.key, mimeType: upload.mimeType, size: upload.size }, new Date().toISOString())
+      // The same bytes were already stored: keep one object.
+      if (keptKey !== upload.key) deps.waitUntil(deps.env.BLOBS.delete(upload.key))
+      return { blob: { $type: 'blob', ref: { $link: upload.cid }, mimeType: upload.mimeType, size: upload.size } }
+    },
+    { rawInput: true },
+  )
+
+  x.query('com.atproto.repo.listMissingBlobs', 'access', async ({ deps, params }) => {
+    const limit = params.limit ?? 500
+    const blobs = await listMissingBlobRefs(deps.db, { cursor: params.cursor, limit })
+    return { blobs, cursor: blobs.length === limit ? blobs.at(-1)?.cid : undefined }
+  })
+
   x.procedure('com.atproto.repo.createRecord', 'access', async ({ deps, auth, input }) => {
     const did = writableRepo(deps, auth, input.repo)
     const write = await prepareCreate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate })

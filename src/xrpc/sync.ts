@@ -6,6 +6,8 @@ import { parseCid, type Cid } from '@atproto/lex-data'
 import { ensureRepo } from '../repo/commit'
 import { blocksCar, recordProofCar, streamRepoCar } from '../repo/reader'
 import { getRepoCreatedAt } from '../db/repo'
+import { getBlobRow, listReferencedBlobCids } from '../db/blobs'
+import { blobResponse } from '../blobs/serve'
 import type { Deps } from './context'
 import type { XrpcRouter } from './router'
 import type { Hono } from 'hono'
@@ -65,6 +67,21 @@ export const registerSyncMethods = (x: XrpcRouter): void => {
     const result = await blocksCar(deps.db, cids)
     if ('missing' in result) throw new InvalidRequestError(`Could not find cids: ${result.missing.join(',')}`)
     return new Response(result.car, { headers: CAR_HEADERS })
+  })
+
+  x.query('com.atproto.sync.getBlob', 'none', async ({ deps, params, req }) => {
+    ownRepo(deps, params.did)
+    const row = await getBlobRow(deps.db, params.cid)
+    const object = row && (await deps.env.BLOBS.get(row.r2Key, { range: req.headers }))
+    if (!row || !object) throw new InvalidRequestError('Blob not found', 'BlobNotFound')
+    return blobResponse(row, object, req.headers.has('range'))
+  })
+
+  x.query('com.atproto.sync.listBlobs', 'none', async ({ deps, params }) => {
+    ownRepo(deps, params.did)
+    const limit = params.limit ?? 500
+    const cids = await listReferencedBlobCids(deps.db, { since: params.since, cursor: params.cursor, limit })
+    return { cids, cursor: cids.length === limit ? cids.at(-1) : undefined }
   })
 
   x.query('com.atproto.sync.getRepoStatus', 'none', async ({ deps, params }) => {
