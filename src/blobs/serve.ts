@@ -6,8 +6,34 @@
  */
 import type { BlobRow } from '../db/blobs'
 
-/** `ranged`: the request asked for a byte range (R2 reports a range even when none was asked). */
-export const blobResponse = (row: BlobRow, object: R2ObjectBody, ranged: boolean): Response => {
+export type ByteRange = { offset: number; length: number }
+
+/**
+ * Parses a single `bytes=` range (RFC 9110 §14): null when absent, malformed,
+ * multi-range or another unit (the whole body is served); 'unsatisfiable'
+ * when it starts past the end.
+ */
+export const parseRange = (header: string | null, size: number): ByteRange | 'unsatisfiable' | null => {
+  const m = header?.trim().match(/^bytes=(\d*)-(\d*)$/)
+  if (!m || (m[1] === '' && m[2] === '')) return null
+  if (m[1] === '') {
+    const suffix = Number(m[2])
+    if (suffix === 0) return 'unsatisfiable'
+    const length = Math.min(suffix, size)
+    return { offset: size - length, length }
+  }
+  const start = Number(m[1])
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
+  if (m[2] !== '' && Number(m[2]) < start) return null
+  if (start >= size) return 'unsatisfiable'
+  return { offset: start, length: end - start + 1 }
+}
+
+/** 416 for a range past the end, as RFC 9110 asks. */
+export const unsatisfiableRange = (size: number): Response =>
+  new Response(null, { status: 416, headers: { 'content-range': `bytes */${size}` } })
+
+export const blobResponse = (row: BlobRow, object: R2ObjectBody, range: ByteRange | null): Response => {
   const headers = new Headers({
     'content-type': row.mimeType,
     'content-security-policy': "default-src 'none'; sandbox",
@@ -16,12 +42,9 @@ export const blobResponse = (row: BlobRow, object: R2ObjectBody, ranged: boolean
     etag: `"${row.cid}"`,
     'accept-ranges': 'bytes',
   })
-  const range = object.range as { offset?: number; length?: number; suffix?: number } | undefined
-  if (ranged && range && (range.offset !== undefined || range.suffix !== undefined)) {
-    const length = range.suffix ?? range.length ?? row.size - (range.offset ?? 0)
-    const start = range.suffix !== undefined ? row.size - range.suffix : (range.offset ?? 0)
-    headers.set('content-range', `bytes ${start}-${start + length - 1}/${row.size}`)
-    headers.set('content-length', String(length))
+  if (range) {
+    headers.set('content-range', `bytes ${range.offset}-${range.offset + range.length - 1}/${row.size}`)
+    headers.set('content-length', String(range.length))
     return new Response(object.body, { status: 206, headers })
   }
   headers.set('content-length', String(row.size))

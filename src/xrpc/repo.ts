@@ -47,6 +47,11 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
     'access',
     async ({ deps, req }) => {
       if (!req.body) throw new InvalidRequestError('A request body is expected but none was provided')
+      // As the reference (xrpc-server): the encoding must be given and be a MIME type.
+      const contentType = req.headers.get('content-type')?.split(';')[0].trim() ?? ''
+      if (!/^[\w.+-]+\/[\w.+-]+$/.test(contentType)) {
+        throw new InvalidRequestError('Request encoding (Content-Type) required but not provided')
+      }
       const length = req.headers.get('content-length')
       const upload = await uploadToR2(deps.env.BLOBS, req.body, {
         contentLength: length === null ? null : Number(length),

@@ -7,7 +7,7 @@ import { ensureRepo } from '../repo/commit'
 import { blocksCar, recordProofCar, streamRepoCar } from '../repo/reader'
 import { getRepoCreatedAt } from '../db/repo'
 import { getBlobRow, listReferencedBlobCids } from '../db/blobs'
-import { blobResponse } from '../blobs/serve'
+import { blobResponse, parseRange, unsatisfiableRange } from '../blobs/serve'
 import type { Deps } from './context'
 import type { XrpcRouter } from './router'
 import type { Hono } from 'hono'
@@ -72,9 +72,12 @@ export const registerSyncMethods = (x: XrpcRouter): void => {
   x.query('com.atproto.sync.getBlob', 'none', async ({ deps, params, req }) => {
     ownRepo(deps, params.did)
     const row = await getBlobRow(deps.db, params.cid)
-    const object = row && (await deps.env.BLOBS.get(row.r2Key, { range: req.headers }))
-    if (!row || !object) throw new InvalidRequestError('Blob not found', 'BlobNotFound')
-    return blobResponse(row, object, req.headers.has('range'))
+    if (!row) throw new InvalidRequestError('Blob not found', 'BlobNotFound')
+    const range = parseRange(req.headers.get('range'), row.size)
+    if (range === 'unsatisfiable') return unsatisfiableRange(row.size)
+    const object = await deps.env.BLOBS.get(row.r2Key, range ? { range } : {})
+    if (!object) throw new InvalidRequestError('Blob not found', 'BlobNotFound')
+    return blobResponse(row, object, range)
   })
 
   x.query('com.atproto.sync.listBlobs', 'none', async ({ deps, params }) => {
