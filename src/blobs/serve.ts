@@ -1,8 +1,8 @@
 /**
- * How a blob is served: the stored MIME type, never sniffed by browsers, in a
- * sandbox with no active content (so an uploaded HTML or SVG file cannot run
- * as a page of this origin), cacheable forever (a CID names fixed bytes), and
- * with byte ranges for video players.
+ * How a blob is served: the stored MIME type, never sniffed by browsers, as
+ * an attachment in a sandbox with no active content (so an uploaded HTML or
+ * SVG file cannot run as a page of this origin), and with byte ranges for
+ * video players.
  */
 import type { BlobRow } from '../db/blobs'
 
@@ -38,7 +38,11 @@ export const blobResponse = (row: BlobRow, object: R2ObjectBody, range: ByteRang
     'content-type': row.mimeType,
     'content-security-policy': "default-src 'none'; sandbox",
     'x-content-type-options': 'nosniff',
-    'cache-control': 'public, max-age=31536000, immutable',
+    // As the reference: a download, not a page; not shared by caches, so a
+    // deleted blob is really gone.
+    'content-disposition': `attachment; filename="${row.cid}"`,
+    'cache-control': 'private',
+    vary: 'Authorization',
     etag: `"${row.cid}"`,
     'accept-ranges': 'bytes',
   })

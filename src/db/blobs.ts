@@ -23,8 +23,13 @@ const blobColumns = { cid: blob.cid, r2Key: blob.r2Key, mimeType: blob.mimeType,
 export const selectBlobs = (db: Db, cids: string[]) =>
   chunk(cids, MAX_PARAMS).map((part) => db.orm.select(blobColumns).from(blob).where(inArray(blob.cid, part)))
 
-export const getBlobRow = async (db: Db, cid: string): Promise<BlobRow | null> => {
-  const [row] = await db.orm.select(blobColumns).from(blob).where(sql`${blob.cid} = ${cid}`).limit(1)
+/** A blob some record references (uploads no record uses yet are not served, as in the reference). */
+export const getReferencedBlobRow = async (db: Db, cid: string): Promise<BlobRow | null> => {
+  const [row] = await db.orm
+    .select(blobColumns)
+    .from(blob)
+    .where(and(sql`${blob.cid} = ${cid}`, sql`EXISTS (SELECT 1 FROM ${recordBlob} WHERE ${recordBlob.blobCid} = ${cid})`))
+    .limit(1)
   return row ?? null
 }
 

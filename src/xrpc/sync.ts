@@ -6,7 +6,7 @@ import { parseCid, type Cid } from '@atproto/lex-data'
 import { ensureRepo } from '../repo/commit'
 import { blocksCar, recordProofCar, streamRepoCar } from '../repo/reader'
 import { getRepoCreatedAt } from '../db/repo'
-import { getBlobRow, listReferencedBlobCids } from '../db/blobs'
+import { getReferencedBlobRow, listReferencedBlobCids } from '../db/blobs'
 import { blobResponse, parseRange, unsatisfiableRange } from '../blobs/serve'
 import type { Deps } from './context'
 import type { XrpcRouter } from './router'
@@ -71,7 +71,7 @@ export const registerSyncMethods = (x: XrpcRouter): void => {
 
   x.query('com.atproto.sync.getBlob', 'none', async ({ deps, params, req }) => {
     ownRepo(deps, params.did)
-    const row = await getBlobRow(deps.db, params.cid)
+    const row = await getReferencedBlobRow(deps.db, params.cid)
     if (!row) throw new InvalidRequestError('Blob not found', 'BlobNotFound')
     const range = parseRange(req.headers.get('range'), row.size)
     if (range === 'unsatisfiable') return unsatisfiableRange(row.size)
