@@ -63,15 +63,30 @@ const MAX_ATTEMPTS = 20
 /** The reference refuses commits whose event would exceed 2 MB. */
 const MAX_EVENT_BLOCK_BYTES = 2_000_000
 
-// Serialises this isolate's writes; D1 guards against other isolates.
-let queue: Promise<unknown> = Promise.resolve()
-const serialised = <T>(fn: () => Promise<T>): Promise<T> => {
-  const run = queue.then(fn, fn)
-  queue = run.catch(() => undefined)
-  return run
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Serialises this isolate's writes, so concurrent requests take turns instead
+ * of racing for the root and retrying. D1 (commit_chain) still guards against
+ * other isolates and is what makes this sound.
+ *
+ * Deliberately no promise shared between requests: workerd cancels a request
+ * that waits on a promise another request will settle ("code had hung"), so
+ * waiters poll a flag on their own timers. The lock is a lease: a holder whose
+ * request was cancelled mid-write cannot block the isolate for long.
+ */
+const LOCK_LEASE_MS = 30_000
+let lockedUntil = 0
+const serialised = async <T>(fn: () => Promise<T>): Promise<T> => {
+  for (let delay = 1; Date.now() < lockedUntil; delay = Math.min(delay * 2, 16)) await sleep(delay)
+  const lease = Date.now() + LOCK_LEASE_MS
+  lockedUntil = lease
+  try {
+    return await fn()
+  } finally {
+    if (lockedUntil === lease) lockedUntil = 0
+  }
+}
 
 /**
  * Applies writes as one commit. Returns null when nothing changes (an
