@@ -280,7 +280,13 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
         recordDeletes: [...live.values()].filter((w) => w.action === 'delete').map((w) => w.uri),
         backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
         events: [{ type: 'commit', bytes: event }],
-        extra: blobReferenceStatements(db, { touchedUris: [...live.keys()], refs: blobRefs, rev: commit.rev, now }),
+        // Creates cannot drop a reference; only updates and deletes touch old ones.
+        extra: blobReferenceStatements(db, {
+          touchedUris: [...live.values()].filter((w) => w.action !== 'create').map((w) => w.uri),
+          refs: blobRefs,
+          rev: commit.rev,
+          now,
+        }),
       }),
     )
   } catch (err) {

@@ -1,0 +1,263 @@
+/**
+ * Benchmark: our PDS (the Worker under `wrangler dev`) against the official
+ * reference PDS (@atproto/pds, Node 22), both on loopback, in the same run.
+ *
+ *   bun bench/run.ts            full run (300 + 408 writes each, 10,000-record getRepo, firehose x1/x50)
+ *   bun bench/run.ts --quick    smaller run, for a quick check (~2.5 min)
+ *
+ * Phases, each interleaved between the two servers (bench/rounds.ts):
+ * 0 GET / and _health; 1 sequential createRecord; 2 eight concurrent clients;
+ * 3 D1 round trips and rows per write (our request log); 4 server CPU per
+ * write (/proc); 6 firehose delivery with 1 and 50 subscribers; 5 getRepo of
+ * a seeded repo with the server's peak RSS (last: seeding makes repos big).
+ * Progress goes to stderr; the table to stdout and bench/results.md.
+ */
+import { join } from 'node:path'
+import { Fanout, measureDelivery, type DeliveryRun } from './firehose'
+import { downloadRepo, type RepoDownload } from './getrepo'
+import { machine } from './proc'
+import { gitDescribe, Report } from './report'
+import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
+import { agentFor, getLatencies, parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
+import { fmt, median, percentile, sum } from './stats'
+import { concurrentWrites, seedRecords, sequentialWrites, type WriteRun } from './writes'
+
+const QUICK = process.argv.includes('--quick')
+const CONFIG = QUICK
+  ? { pings: 30, warmup: 10, seqRounds: 2, seqWrites: 50, concRounds: 2, clients: 8, perClient: 5, records: 2_000, downloads: 3, fhWrites: 40, fhBlock: 20, fanout: 50 }
+  : { pings: 60, warmup: 20, seqRounds: 3, seqWrites: 100, concRounds: 3, clients: 8, perClient: 17, records: 10_000, downloads: 3, fhWrites: 100, fhBlock: 25, fanout: 50 }
+const SEED_BATCH = 200
+const RESULTS = join(import.meta.dir, 'results.md')
+const CREATE = '/xrpc/com.atproto.repo.createRecord'
+
+const t0 = performance.now()
+const progress = (msg: string): void => {
+  console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${msg}`)
+}
+
+// Stop everything we started, once, on every way out.
+const servers: Server[] = []
+let stopping: Promise<void> | null = null
+const stopAll = (): Promise<void> => {
+  stopping ??= Promise.allSettled(servers.map((s) => s.stop())).then(() => undefined)
+  return stopping
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    progress(`${signal}: stopping both servers`)
+    void stopAll().finally(() => process.exit(130))
+  })
+}
+
+const writeFigures = (runs: Measured<WriteRun>[]) => {
+  const writes = (i: number) => runs[i].result.latencies.length
+  const latencies = runs.flatMap((r) => r.result.latencies)
+  return {
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    perSecond: median(runs.map((r, i) => writes(i) / (r.result.wallMs / 1000))),
+    cpuPerWrite: median(runs.map((r, i) => r.cpu / writes(i))),
+    groupsPerWrite: groupsPer(runs, writes),
+  }
+}
+
+/** D1 figures per request of `path`, from our request log lines. */
+const d1PerRequest = (logs: RequestLog[], path: string) => {
+  const lines = logs.filter((l) => l.path === path && l.status === 200)
+  const n = lines.length || Number.NaN
+  const histogram = new Map<number, number>()
+  for (const l of lines) histogram.set(l.d1.queries, (histogram.get(l.d1.queries) ?? 0) + 1)
+  return {
+    lines: lines.length,
+    queries: sum(lines.map((l) => l.d1.queries)) / n,
+    rowsRead: sum(lines.map((l) => l.d1.rowsRead)) / n,
+    rowsWritten: sum(lines.map((l) => l.d1.rowsWritten)) / n,
+    histogram: [...histogram].sort((a, b) => a[0] - b[0]).map(([q, c]) => `${q} trips x${c}`).join(', '),
+  }
+}
+
+const groupText = (groups: Record<string, number>): string =>
+  Object.entries(groups)
+    .map(([g, v]) => `${g} ${fmt(v)}`)
+    .join(', ')
+
+const main = async (): Promise<void> => {
+  const report = new Report()
+  const date = new Date().toISOString()
+  const host = machine()
+  const code = gitDescribe()
+  progress(`starting both servers (${QUICK ? 'quick' : 'full'} run) on ${host}`)
+  const pair = await both(async (name) => {
+    const server = await (name === 'ours' ? startOurs() : startReference())
+    servers.push(server)
+    return server
+  })
+  progress(`ours ${pair.ours.url} (workerd pids ${pair.ours.pids().join(',')}), reference ${pair.ref.url} (pid ${pair.ref.pids()})`)
+  const agents = await both((name) => agentFor(pair[name]))
+  await both((name) => sequentialWrites(agents[name], pair[name].did, CONFIG.warmup))
+
+  // 0: the fixed cost of one request through each stack (GET / touches no database; _health runs `select 1`).
+  for (const [path, label] of [['/', 'GET / p50 (no database: fixed cost)'], ['/xrpc/_health', 'GET /xrpc/_health p50']]) {
+    const pings = await interleave(pair, 2, (s) => getLatencies(s, path, CONFIG.pings / 2))
+    const p50 = (name: ServerName) => percentile(pings[name].flatMap((r) => r.result), 50)
+    report.add(label, 'ms', p50('ours'), p50('ref'), 'lower')
+  }
+
+  // 1, 3, 4: sequential writes, D1 per write, CPU per write.
+  const writesLogStart = pair.ours.log().length
+  progress(`phase 1: ${CONFIG.seqRounds} x ${CONFIG.seqWrites} sequential createRecord`)
+  const seq = await interleave(pair, CONFIG.seqRounds, (s) => sequentialWrites(agents[s.name], s.did, CONFIG.seqWrites))
+  const seqFig = { ours: writeFigures(seq.ours), ref: writeFigures(seq.ref) }
+  report.add('sequential createRecord p50', 'ms', seqFig.ours.p50, seqFig.ref.p50, 'lower')
+  report.add('sequential createRecord p99', 'ms', seqFig.ours.p99, seqFig.ref.p99, 'lower')
+  report.add('sequential throughput', 'writes/s', seqFig.ours.perSecond, seqFig.ref.perSecond, 'higher')
+
+  // 2: concurrent clients.
+  progress(`phase 2: ${CONFIG.concRounds} x ${CONFIG.clients} clients x ${CONFIG.perClient} createRecord`)
+  const clientAgents = await both((name) => Promise.all(Array.from({ length: CONFIG.clients }, () => agentFor(pair[name]))))
+  const conc = await interleave(pair, CONFIG.concRounds, (s) => concurrentWrites(clientAgents[s.name], s.did, CONFIG.perClient))
+  const concFig = { ours: writeFigures(conc.ours), ref: writeFigures(conc.ref) }
+  report.add(`${CONFIG.clients} clients createRecord p50`, 'ms', concFig.ours.p50, concFig.ref.p50, 'lower')
+  report.add(`${CONFIG.clients} clients createRecord p99`, 'ms', concFig.ours.p99, concFig.ref.p99, 'lower')
+  report.add(`${CONFIG.clients} clients total throughput`, 'writes/s', concFig.ours.perSecond, concFig.ref.perSecond, 'higher')
+
+  const failed = (name: ServerName) => [...seq[name], ...conc[name]].flatMap((r) => r.result.errors)
+  report.add('failed writes (phases 1-2)', 'writes', failed('ours').length, failed('ref').length, 'no-ratio')
+  for (const name of ['ours', 'ref'] as const) {
+    const errors = failed(name)
+    if (errors.length === 0) continue
+    const counts = new Map<string, number>()
+    for (const e of errors) counts.set(e, (counts.get(e) ?? 0) + 1)
+    const loggedAll = name === 'ours' ? parseErrorLogs(pair.ours.log().slice(writesLogStart)) : []
+    const logged = [...new Set(loggedAll)].slice(0, 2).map((l) => `${loggedAll.filter((x) => x === l).length} x ${l}`)
+    report.note(
+      `FAILED writes on ${name === 'ours' ? 'ours' : 'the reference'}: ${[...counts].map(([e, c]) => `${c} x "${e}"`).join(', ')} (not timed).` +
+        (logged.length ? ` Logged by the Worker: ${logged.map((l) => `\`${l.slice(0, 700)}\``).join(' ')}` : ''),
+    )
+  }
+
+  if (failed('ours').length > 0 && pair.ours.restart) {
+    // A failing Worker would fail every later phase too: start it again (same state) so they still measure.
+    progress(`ours failed ${failed('ours').length} writes: restarting it before the next phases`)
+    await pair.ours.restart()
+    await sequentialWrites(agents.ours, pair.ours.did, 5)
+    report.note('Ours was restarted (same state) after phase 2 because its writes were failing; later phases ran on the fresh process.')
+  }
+
+  const d1 = d1PerRequest(seq.ours.flatMap((r) => r.logs), CREATE)
+  const d1Conc = d1PerRequest(conc.ours.flatMap((r) => r.logs), CREATE)
+  report.add('D1 round trips per write (phase 1)', 'trips', d1.queries, Number.NaN)
+  report.add('D1 rows read per write (phase 1)', 'rows', d1.rowsRead, Number.NaN)
+  report.add('D1 rows written per write (phase 1)', 'rows', d1.rowsWritten, Number.NaN)
+  report.add('server CPU per write (phase 1)', 'ms', seqFig.ours.cpuPerWrite, seqFig.ref.cpuPerWrite, 'lower')
+  report.add('server CPU per write (phase 2)', 'ms', concFig.ours.cpuPerWrite, concFig.ref.cpuPerWrite, 'lower')
+  const serverMs = percentile(
+    seq.ours.flatMap((r) => r.logs).filter((l) => l.path === CREATE).map((l) => l.ms),
+    50,
+  )
+  report.note(
+    `Ours, phase 1: ${d1.lines} createRecord log lines for ${CONFIG.seqRounds * CONFIG.seqWrites} writes; D1 round trips: ${d1.histogram}. ` +
+      `Phase 2: ${fmt(d1Conc.queries)} trips, ${fmt(d1Conc.rowsRead)} rows read, ${fmt(d1Conc.rowsWritten)} rows written per write (${d1Conc.histogram}). ` +
+      'The request log counts only the Worker request; the FirehoseHub DO reads the event log after each commit on its own D1 client (not counted). ' +
+      `The log's own duration p50 is ${fmt(serverMs)} ms (workerd's clock only advances on I/O, so it leaves out CPU-bound time).`,
+  )
+  report.note(
+    `CPU per write by process, phase 1 (ms): ours ${groupText(seqFig.ours.groupsPerWrite)}; reference ${groupText(seqFig.ref.groupsPerWrite)}. ` +
+      "The table charges ours all its workerd processes (user worker + wrangler's entry proxy), not wrangler's node (log printing), which would not exist in production.",
+  )
+
+  // 6: firehose delivery (before seeding, so both repos are still small).
+  // Delays after the response can be negative (the frame came first): no ratio for those.
+  const fhRows: [string, (r: DeliveryRun) => number[], 'lower' | 'no-ratio'][] = [
+    ['response to frame', (r) => r.delays, 'no-ratio'],
+    ['request sent to frame', (r) => r.sentDelays, 'lower'],
+    ['response to last subscriber', (r) => r.lastDelays, 'no-ratio'],
+  ]
+  for (const subscribers of [1, CONFIG.fanout]) {
+    progress(`phase 6: firehose with ${subscribers} subscriber(s), ${CONFIG.fhWrites} writes each`)
+    const fanouts = await both((name) => Fanout.open(pair[name].url, subscribers))
+    try {
+      await both((name) => fanouts[name].warmUp(agents[name], pair[name].did))
+      const runs = await interleave(pair, Math.ceil(CONFIG.fhWrites / CONFIG.fhBlock), (s) =>
+        measureDelivery(fanouts[s.name], agents[s.name], s.did, CONFIG.fhBlock),
+      )
+      const merged = (name: ServerName): DeliveryRun => ({
+        delays: runs[name].flatMap((r) => r.result.delays),
+        sentDelays: runs[name].flatMap((r) => r.result.sentDelays),
+        lastDelays: runs[name].flatMap((r) => r.result.lastDelays),
+        missing: sum(runs[name].map((r) => r.result.missing)),
+      })
+      const ours = merged('ours')
+      const ref = merged('ref')
+      for (const [what, pick, better] of subscribers === 1 ? fhRows.slice(0, 2) : fhRows) {
+        for (const p of [50, 99]) {
+          report.add(`firehose ${subscribers} sub: ${what} p${p}`, 'ms', percentile(pick(ours), p), percentile(pick(ref), p), better)
+        }
+      }
+      report.note(
+        `Firehose, ${subscribers} subscriber(s): ${ours.delays.length} deliveries measured on ours (${ours.missing} missing), ` +
+          `${ref.delays.length} on the reference (${ref.missing} missing). A negative delay: the frame arrived before the createRecord response. ` +
+          `Server CPU per write with subscribers: ours ${fmt(median(runs.ours.map((r) => r.cpu / CONFIG.fhBlock)))} ms ` +
+          `(${groupText(groupsPer(runs.ours, () => CONFIG.fhBlock))}), reference ${fmt(median(runs.ref.map((r) => r.cpu / CONFIG.fhBlock)))} ms.`,
+      )
+    } finally {
+      fanouts.ours.close()
+      fanouts.ref.close()
+    }
+  }
+
+  // 5: seed, then getRepo.
+  progress(`phase 5: seeding ${CONFIG.records} records (applyWrites x ${SEED_BATCH}) on both`)
+  const seeds = await interleave(pair, Math.ceil(CONFIG.records / (SEED_BATCH * 5)), (s, round) =>
+    seedRecords(agents[s.name], s.did, Math.min(SEED_BATCH * 5, CONFIG.records - round * SEED_BATCH * 5), SEED_BATCH),
+  )
+  const seedTimes = (name: ServerName) => seeds[name].flatMap((r) => r.result)
+  const seedD1 = d1PerRequest(seeds.ours.flatMap((r) => r.logs), '/xrpc/com.atproto.repo.applyWrites')
+  report.add(`applyWrites of ${SEED_BATCH} creates, median`, 'ms', median(seedTimes('ours')), median(seedTimes('ref')), 'lower')
+  report.note(
+    `Seeding, ours: per ${SEED_BATCH}-create applyWrites ${fmt(seedD1.queries)} D1 round trips, ${fmt(seedD1.rowsRead)} rows read, ` +
+      `${fmt(seedD1.rowsWritten)} rows written (${seedD1.lines} calls); first/last call ${fmt(seedTimes('ours')[0])}/${fmt(seedTimes('ours').at(-1)!)} ms ` +
+      `(reference ${fmt(seedTimes('ref')[0])}/${fmt(seedTimes('ref').at(-1)!)} ms). Server CPU per call: ours ${fmt(median(seeds.ours.map((r) => r.cpu / r.result.length)))} ms, ` +
+      `reference ${fmt(median(seeds.ref.map((r) => r.cpu / r.result.length)))} ms.`,
+  )
+  await sleep(1_000)
+  progress(`phase 5: getRepo x ${CONFIG.downloads} on both`)
+  const repos = await interleave(pair, CONFIG.downloads, (s) => downloadRepo(s.url, s.did, s.pids()))
+  const pick = (name: ServerName, f: (d: RepoDownload) => number) => median(repos[name].map((r) => f(r.result)))
+  const each = (name: ServerName, f: (d: RepoDownload) => number) => repos[name].map((r) => fmt(f(r.result))).join(', ')
+  report.add(`getRepo (${CONFIG.records.toLocaleString('en')} + earlier records), median`, 'ms', pick('ours', (d) => d.ms), pick('ref', (d) => d.ms), 'lower')
+  report.add('getRepo time to first byte, median', 'ms', pick('ours', (d) => d.firstByteMs), pick('ref', (d) => d.firstByteMs), 'lower')
+  report.add('getRepo server CPU, median', 'ms', median(repos.ours.map((r) => r.cpu)), median(repos.ref.map((r) => r.cpu)), 'lower')
+  report.add('getRepo server peak RSS increase, median', 'MiB', pick('ours', (d) => d.rssPeakDeltaKib / 1024), pick('ref', (d) => d.rssPeakDeltaKib / 1024), 'lower')
+  report.add('getRepo CAR size (sanity)', 'MiB', pick('ours', (d) => d.bytes / 2 ** 20), pick('ref', (d) => d.bytes / 2 ** 20))
+  report.add('getRepo CAR blocks (sanity)', 'blocks', pick('ours', (d) => d.blocks), pick('ref', (d) => d.blocks))
+  const sizeRatio = pick('ours', (d) => d.bytes) / pick('ref', (d) => d.bytes)
+  if (Math.abs(sizeRatio - 1) > 0.1) report.note(`WARNING: the CARs differ in size by more than 10% (ours/ref ${fmt(sizeRatio)}): the repos are not alike.`)
+  report.note(
+    `getRepo times (ms), ours: ${each('ours', (d) => d.ms)}; reference: ${each('ref', (d) => d.ms)}. ` +
+      `Peak RSS increase (MiB, sampled every 10 ms), ours: ${each('ours', (d) => d.rssPeakDeltaKib / 1024)}; reference: ${each('ref', (d) => d.rssPeakDeltaKib / 1024)}. ` +
+      `Body chunks received, ours: ${each('ours', (d) => d.chunks)} (~${fmt(pick('ours', (d) => d.bytes / d.chunks))} bytes each); reference: ${each('ref', (d) => d.chunks)}. ` +
+      `Server CPU by process (ms), ours: ${groupText(groupsPer(repos.ours, () => 1))}.`,
+  )
+
+  const elapsedS = (performance.now() - t0) / 1000
+  const markdown = report.markdown({ date, machine: host, code, quick: QUICK, config: JSON.stringify(CONFIG), elapsedS })
+  report.write(RESULTS, markdown)
+  console.log(markdown)
+  progress(`done in ${elapsedS.toFixed(0)} s; written to ${RESULTS}`)
+}
+
+try {
+  await main()
+} catch (err) {
+  // After Ctrl-C the in-flight request fails as its server goes away: not worth a stack trace.
+  progress(stopping ? 'interrupted' : `failed: ${(err as Error)?.stack ?? err}`)
+  for (const server of servers) {
+    for (const line of parseErrorLogs(server.log()).slice(-3)) progress(`${server.name} logged: ${line.slice(0, 1500)}`)
+  }
+  process.exitCode = stopping ? 130 : 1
+} finally {
+  progress('stopping both servers')
+  await stopAll()
+}
+process.exit(process.exitCode ?? 0)

@@ -1,0 +1,166 @@
+/**
+ * The two servers under test, behind one shape: OURS (`wrangler dev` via the
+ * e2e harness) and THE REFERENCE (@atproto/pds in a Node 22 child). Each says
+ * which OS processes to charge CPU and memory to, and ours exposes its
+ * structured request log lines.
+ */
+import { cp, mkdtemp, rm, symlink } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AtpAgent } from '@atproto/api'
+import { type PdsProcess, REPO_ROOT, startPds } from '../test/e2e/harness'
+// @ts-expect-error: plain .mjs without types (test/peers is outside the typed tree)
+import { spawnReferencePds } from '../test/peers/reference-pds.mjs'
+import { findWranglerPid, wranglerNodesOf, workerdOf } from './proc'
+
+export type ServerName = 'ours' | 'ref'
+
+export interface Server {
+  name: ServerName
+  url: string
+  did: string
+  handle: string
+  password: string
+  /** Processes whose CPU/RSS is the server's (ours: every workerd of our wrangler dev). */
+  pids(): number[]
+  /** Extra process groups reported separately (ours: proxy vs worker workerd, wrangler's node). */
+  breakdown(): Record<string, number[]>
+  /** Everything the server logged so far (ours only; '' for the reference). */
+  log(): string
+  /** Stop and start again with the same state (ours only). */
+  restart?(): Promise<void>
+  stop(): Promise<void>
+}
+
+/** One log line of our request middleware (src/xrpc/middleware.ts). */
+export interface RequestLog {
+  method: string
+  path: string
+  status: number
+  ms: number
+  d1: { queries: number; rowsRead: number; rowsWritten: number }
+}
+
+/** The request log lines in a slice of our wrangler output. */
+export const parseRequestLogs = (text: string): RequestLog[] => {
+  const out: RequestLog[] = []
+  for (const line of text.split('\n')) {
+    const start = line.indexOf('{"requestId"')
+    if (start < 0) continue
+    try {
+      const entry = JSON.parse(line.slice(start)) as RequestLog
+      if (entry.d1 && typeof entry.path === 'string') out.push(entry)
+    } catch {
+      // a line split across chunks or not ours: skip
+    }
+  }
+  return out
+}
+
+/** What `wrangler dev` builds the Worker from. */
+const BUILD_INPUTS = ['src', 'drizzle', 'migrations', 'wrangler.toml', 'tsconfig.json', 'worker-configuration.d.ts']
+
+/**
+ * A copy of the Worker's sources in a temp dir (node_modules linked back), so
+ * `wrangler dev` builds the code as it was when the run began: it watches its
+ * sources and would hot-reload on any edit to the working tree mid-run,
+ * dropping every firehose socket and mixing two versions in one table.
+ */
+const snapshotSources = async (): Promise<string> => {
+  const dir = await mkdtemp(join(tmpdir(), 'pds-bench-src-'))
+  for (const input of BUILD_INPUTS) await cp(join(REPO_ROOT, input), join(dir, input), { recursive: true })
+  await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'))
+  return dir
+}
+
+/**
+ * Server-side errors in our wrangler output: what the Worker logged
+ * (src/index.ts onError: `{"requestId", "error": stack}`) and what the
+ * runtime reported itself (`✘ [ERROR] ...`, e.g. a request cancelled as hung).
+ */
+export const parseErrorLogs = (text: string): string[] =>
+  text
+    .split('\n')
+    .filter((line) => (line.includes('{"requestId"') && line.includes('"error"')) || line.includes('[ERROR]'))
+    .map((line) => (line.includes('{"requestId"') ? line.slice(line.indexOf('{"requestId"')) : line.trim()))
+
+export const startOurs = async (): Promise<Server> => {
+  const sources = await snapshotSources()
+  let pds: PdsProcess
+  try {
+    pds = await startPds({ handle: 'bench.test', wranglerConfig: join(sources, 'wrangler.toml') })
+  } catch (err) {
+    await rm(sources, { recursive: true, force: true })
+    throw err
+  }
+  let wrangler = findWranglerPid(pds.port)
+  const workerd = () => workerdOf(wrangler)
+  return {
+    name: 'ours',
+    url: pds.url,
+    did: pds.did,
+    handle: pds.handle,
+    password: pds.password,
+    pids: () => workerd().map((w) => w.pid),
+    breakdown: () => ({
+      'workerd (worker)': workerd()
+        .filter((w) => w.role === 'worker')
+        .map((w) => w.pid),
+      'workerd (proxy)': workerd()
+        .filter((w) => w.role === 'proxy')
+        .map((w) => w.pid),
+      'wrangler node': wranglerNodesOf(wrangler),
+    }),
+    log: () => pds.output(),
+    restart: async () => {
+      await pds.restart()
+      wrangler = findWranglerPid(pds.port)
+    },
+    stop: async () => {
+      await pds.dispose()
+      await rm(sources, { recursive: true, force: true })
+    },
+  }
+}
+
+export const startReference = async (): Promise<Server> => {
+  const ref = (await spawnReferencePds({ handle: 'bench.test', password: 'bench-password' })) as {
+    url: string
+    did: string
+    handle: string
+    password: string
+    pid: number
+    stop(): Promise<void>
+  }
+  return {
+    name: 'ref',
+    url: ref.url,
+    did: ref.did,
+    handle: ref.handle,
+    password: ref.password,
+    pids: () => [ref.pid],
+    breakdown: () => ({ node: [ref.pid] }),
+    log: () => '',
+    stop: () => ref.stop(),
+  }
+}
+
+/** A logged-in official client. */
+export const agentFor = async (server: Server): Promise<AtpAgent> => {
+  const agent = new AtpAgent({ service: server.url })
+  await agent.login({ identifier: server.handle, password: server.password })
+  return agent
+}
+
+/** Latencies of `n` sequential GETs of `path` (`/`: the stack's fixed per-request cost), ms. */
+export const getLatencies = async (server: Server, path: string, n: number): Promise<number[]> => {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    const res = await fetch(`${server.url}${path}`)
+    await res.arrayBuffer()
+    if (res.status !== 200) throw new Error(`${server.name} GET ${path}: HTTP ${res.status}`)
+    out.push(performance.now() - t0)
+  }
+  return out
+}
