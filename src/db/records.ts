@@ -2,10 +2,9 @@
  * Record index queries. Values are the record blocks themselves, joined from
  * `block`, so the index never holds a second copy that could drift.
  */
-import { and, asc, desc, eq, gt, gte, inArray, lt } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, gte, lt } from 'drizzle-orm'
 import type { Db } from './client'
 import { blobBytes, schema } from './client'
-import { chunk, MAX_PARAMS } from './repo'
 
 const { block, record, backlink } = schema
 
@@ -63,17 +62,3 @@ export const selectBacklinkUris = (db: Db, opts: { uriPrefix: string; path: stri
         lt(backlink.uri, `${opts.uriPrefix}\uffff`),
       ),
     )
-
-export const countRecords = async (db: Db): Promise<number> => {
-  const rows = await db.orm.$count(record)
-  return rows
-}
-
-export const getRecordCids = async (db: Db, uris: string[]): Promise<Map<string, string>> => {
-  const out = new Map<string, string>()
-  for (const part of chunk(uris, MAX_PARAMS)) {
-    const rows = await db.orm.select({ uri: record.uri, cid: record.cid }).from(record).where(inArray(record.uri, part))
-    for (const row of rows) out.set(row.uri, row.cid)
-  }
-  return out
-}

@@ -20,7 +20,7 @@ import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
 import { BlockMap, Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
 import type { Db } from '../db/client'
 import { selectBacklinkUris } from '../db/records'
-import { commitStatements, isStaleCommitError, selectRoot, type RootRow } from '../db/repo'
+import { isStaleCommitError, selectRoot, writeCommit, type RootRow } from '../db/repo'
 import { encodeAccountEvent, encodeCommitEvent, encodeIdentityEvent, type CommitOp } from '../firehose/events'
 import { setStateStatement } from '../db/state'
 import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError, RepoBusyError } from './errors'
@@ -136,27 +136,25 @@ const attemptGenesis = async (ctx: RepoContext): Promise<'stale' | void> => {
     time: now,
   })
   try {
-    await ctx.db.batch(
-      commitStatements(ctx.db, {
-        did: ctx.did,
-        cid: commit.cid.toString(),
-        rev: commit.rev,
-        prev: null,
-        now,
-        newBlocks: blockRows(commit.newBlocks),
-        removedCids: [],
-        recordPuts: [],
-        recordDeletes: [],
-        backlinks: [],
-        // A new account announces itself first, as the reference PDS does on createAccount.
-        events: [
-          { type: 'identity', bytes: encodeIdentityEvent({ did: ctx.did, handle: ctx.handle, time: now }) },
-          { type: 'account', bytes: encodeAccountEvent({ did: ctx.did, active: true, time: now }) },
-          { type: 'commit', bytes: event },
-        ],
-        extra: [setStateStatement(ctx.db, ANNOUNCED_HANDLE, ctx.handle, now)],
-      }),
-    )
+    await writeCommit(ctx.db, {
+      did: ctx.did,
+      cid: commit.cid.toString(),
+      rev: commit.rev,
+      prev: null,
+      now,
+      newBlocks: blockRows(commit.newBlocks),
+      removedCids: [],
+      recordPuts: [],
+      recordDeletes: [],
+      backlinks: [],
+      // A new account announces itself first, as the reference PDS does on createAccount.
+      events: [
+        { type: 'identity', bytes: encodeIdentityEvent({ did: ctx.did, handle: ctx.handle, time: now }) },
+        { type: 'account', bytes: encodeAccountEvent({ did: ctx.did, active: true, time: now }) },
+        { type: 'commit', bytes: event },
+      ],
+      extra: [setStateStatement(ctx.db, ANNOUNCED_HANDLE, ctx.handle, now)],
+    })
   } catch (err) {
     if (isStaleCommitError(err)) return 'stale'
     throw err
@@ -267,28 +265,26 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
     blobs: [...new Map(puts.flatMap((w) => w.blobs.map((b) => [b.ref.toString(), b.ref] as const))).values()],
   })
   try {
-    await db.batch(
-      commitStatements(db, {
-        did: ctx.did,
-        cid: commit.cid.toString(),
+    await writeCommit(db, {
+      did: ctx.did,
+      cid: commit.cid.toString(),
+      rev: commit.rev,
+      prev: root.cid,
+      now,
+      newBlocks: blockRows(commit.newBlocks),
+      removedCids: commit.removedCids.toList().map((c) => c.toString()),
+      recordPuts: puts.map((w) => ({ uri: w.uri, collection: w.collection, rkey: w.rkey, cid: w.cid.toString() })),
+      recordDeletes: [...live.values()].filter((w) => w.action === 'delete').map((w) => w.uri),
+      backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
+      events: [{ type: 'commit', bytes: event }],
+      // Creates cannot drop a reference; only updates and deletes touch old ones.
+      extra: blobReferenceStatements(db, {
+        touchedUris: [...live.values()].filter((w) => w.action !== 'create').map((w) => w.uri),
+        refs: blobRefs,
         rev: commit.rev,
-        prev: root.cid,
         now,
-        newBlocks: blockRows(commit.newBlocks),
-        removedCids: commit.removedCids.toList().map((c) => c.toString()),
-        recordPuts: puts.map((w) => ({ uri: w.uri, collection: w.collection, rkey: w.rkey, cid: w.cid.toString() })),
-        recordDeletes: [...live.values()].filter((w) => w.action === 'delete').map((w) => w.uri),
-        backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
-        events: [{ type: 'commit', bytes: event }],
-        // Creates cannot drop a reference; only updates and deletes touch old ones.
-        extra: blobReferenceStatements(db, {
-          touchedUris: [...live.values()].filter((w) => w.action !== 'create').map((w) => w.uri),
-          refs: blobRefs,
-          rev: commit.rev,
-          now,
-        }),
       }),
-    )
+    })
   } catch (err) {
     if (isStaleCommitError(err)) return 'stale'
     if (/blob not found/.test(String((err as Error)?.message) + String((err as { cause?: unknown })?.cause ?? ''))) {

@@ -10,7 +10,7 @@
 import type { Context, Hono } from 'hono'
 import { jsonToLex } from '@atproto/lex-json'
 import { l } from '@atproto/lex-schema'
-import { verifyAccess, verifyRefresh, type AccessCredentials, type RefreshCredentials } from '../auth/verifier'
+import { verifyAccess, verifyOptionalAccess, verifyRefresh, type AccessCredentials, type RefreshCredentials } from '../auth/verifier'
 import { methodSchema, methodType } from '../lexicon'
 import type { AppEnv, Deps } from './context'
 import { InvalidRequestError, MethodNotImplementedError, XrpcError } from './errors'
@@ -100,7 +100,7 @@ const authenticate = async (mode: AuthMode, deps: Deps, header: string | undefin
     case 'access':
       return verifyAccess(deps.config, header)
     case 'optional':
-      return header ? verifyAccess(deps.config, header) : null
+      return verifyOptionalAccess(deps.config, header)
     case 'refresh':
       return verifyRefresh(deps.config, header)
     case 'refresh-allow-expired':
