@@ -123,8 +123,16 @@ export const startOurs = async (): Promise<Server> => {
   }
 }
 
+/** Passed to the reference PDS as `blobUploadLimit` (PDS_BLOB_UPLOAD_LIMIT); ours defaults to the same. */
+export const REFERENCE_BLOB_UPLOAD_LIMIT = 100 * 1024 * 1024
+
 export const startReference = async (): Promise<Server> => {
-  const ref = (await spawnReferencePds({ handle: 'bench.test', password: 'bench-password' })) as {
+  // The reference's default blobUploadLimit is 5 MB; give it ours (100 MiB) for the uploadBlob phase.
+  const ref = (await spawnReferencePds({
+    handle: 'bench.test',
+    password: 'bench-password',
+    env: { blobUploadLimit: REFERENCE_BLOB_UPLOAD_LIMIT },
+  })) as {
     url: string
     did: string
     handle: string
