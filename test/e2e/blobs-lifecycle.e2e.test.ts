@@ -24,18 +24,15 @@ import {
   uploadBlob,
 } from './helpers/blobs'
 import { type PdsProcess, startPds, stopPds } from './harness'
+import { usePds } from './use-pds'
 import { createSession, expectStatus, expectXrpcError, rkeyOf, show, xget, xpost } from './xrpc-client'
 
 let pds: PdsProcess
 let token: string
 
-beforeAll(async () => {
-  pds = await startPds()
-  token = (await createSession(pds, pds.handle, pds.password)).accessJwt
-}, 120_000)
-
-afterAll(async () => {
-  await stopPds(pds)
+usePds((started, accessJwt) => {
+  pds = started
+  token = accessJwt
 })
 
 interface Target {

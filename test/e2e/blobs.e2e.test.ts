@@ -28,6 +28,7 @@ import {
   uploadBlobRaw,
 } from './helpers/blobs'
 import { type PdsProcess, startPds, stopPds } from './harness'
+import { usePds } from './use-pds'
 import { createSession, expectStatus, expectXrpcError, rkeyOf, show, xget, xpost } from './xrpc-client'
 
 let pds: PdsProcess
@@ -36,13 +37,9 @@ let token: string
 const big = makeRandomBinary(5_000_000)
 let bigRef: BlobRefJson
 
-beforeAll(async () => {
-  pds = await startPds()
-  token = (await createSession(pds, pds.handle, pds.password)).accessJwt
-}, 120_000)
-
-afterAll(async () => {
-  await stopPds(pds)
+usePds((started, accessJwt) => {
+  pds = started
+  token = accessJwt
 })
 
 const createRecord = (collection: string, record: Record<string, unknown>, rkey?: string) =>

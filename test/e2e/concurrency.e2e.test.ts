@@ -4,8 +4,9 @@
  * lost update, no fork): distinct revs, the head is the newest, and the repo
  * still verifies with every record in it.
  */
-import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { type PdsProcess, startPds, stopPds } from './harness'
+import { expect, test } from 'bun:test'
+import { type PdsProcess } from './harness'
+import { usePds } from './use-pds'
 import {
   createSession,
   expectStatus,
@@ -20,13 +21,9 @@ import {
 let pds: PdsProcess
 let token: string
 
-beforeAll(async () => {
-  pds = await startPds()
-  token = (await createSession(pds, pds.handle, pds.password)).accessJwt
-}, 120_000)
-
-afterAll(async () => {
-  await stopPds(pds)
+usePds((started, accessJwt) => {
+  pds = started
+  token = accessJwt
 })
 
 const N = 50

@@ -3,20 +3,17 @@
  * parameter/body validation, wrong HTTP methods, and CORS (the reference PDS
  * runs express `cors({ maxAge: 86400 })` in front of everything).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type PdsProcess, startPds, stopPds } from './harness'
+import { describe, expect, test } from 'bun:test'
+import { type PdsProcess } from './harness'
+import { usePds } from './use-pds'
 import { createSession, expectXrpcError, request, xget, xpost } from './xrpc-client'
 
 let pds: PdsProcess
 let token: string
 
-beforeAll(async () => {
-  pds = await startPds()
-  token = (await createSession(pds, pds.handle, pds.password)).accessJwt
-}, 120_000)
-
-afterAll(async () => {
-  await stopPds(pds)
+usePds((started, accessJwt) => {
+  pds = started
+  token = accessJwt
 })
 
 describe('unknown routes', () => {

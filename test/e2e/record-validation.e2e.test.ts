@@ -5,20 +5,17 @@
  * match the collection, record keys and collection NSIDs are checked, and no
  * write that fails validation changes the repo.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type PdsProcess, startPds, stopPds } from './harness'
+import { beforeAll, describe, expect, test } from 'bun:test'
+import { type PdsProcess } from './harness'
+import { usePds } from './use-pds'
 import { createSession, expectStatus, expectXrpcError, now, post, rkeyOf, xget, xpost } from './xrpc-client'
 
 let pds: PdsProcess
 let token: string
 
-beforeAll(async () => {
-  pds = await startPds()
-  token = (await createSession(pds, pds.handle, pds.password)).accessJwt
-}, 120_000)
-
-afterAll(async () => {
-  await stopPds(pds)
+usePds((started, accessJwt) => {
+  pds = started
+  token = accessJwt
 })
 
 const create = (body: Record<string, unknown>) =>

@@ -4,8 +4,9 @@
  * reference's follow "backlink conflict" clean-up. Expected answers follow the
  * reference PDS's api/com/atproto/repo/*.ts.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { type PdsProcess, startPds, stopPds } from './harness'
+import { beforeAll, describe, expect, test } from 'bun:test'
+import { type PdsProcess } from './harness'
+import { usePds } from './use-pds'
 import {
   createSession,
   expectStatus,
@@ -19,13 +20,9 @@ import {
 let pds: PdsProcess
 let token: string
 
-beforeAll(async () => {
-  pds = await startPds()
-  token = (await createSession(pds, pds.handle, pds.password)).accessJwt
-}, 120_000)
-
-afterAll(async () => {
-  await stopPds(pds)
+usePds((started, accessJwt) => {
+  pds = started
+  token = accessJwt
 })
 
 const write = (nsid: string, body: Record<string, unknown>) =>
