@@ -6,6 +6,7 @@
  * no copy or rename is needed once the hash is known.
  */
 import { cidForRawHash } from '@atproto/lex-data'
+import { concatBytes } from '@atproto/repo'
 import { SNIFF_BYTES, sniffMimeType } from './sniff'
 
 export class BlobTooLargeError extends Error {
@@ -81,11 +82,5 @@ const readBounded = async (stream: ReadableStream<Uint8Array>, max: number): Pro
     if (total > max) throw new LengthRequiredError('Uploads over 8 MiB must send Content-Length')
     parts.push(part)
   }
-  const out = new Uint8Array(total)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
+  return concatBytes(parts)
 }

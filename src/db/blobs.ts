@@ -5,7 +5,7 @@
 import { and, asc, gt, inArray, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
-import { schema } from './client'
+import { d1ErrorText, schema } from './client'
 import { chunk, MAX_PARAMS } from './repo'
 
 const { blob, recordBlob } = schema
@@ -73,6 +73,9 @@ export const blobReferenceStatements = (
   }
   return s
 }
+
+/** The record_blob trigger refused a reference: the blob was removed (by the GC) meanwhile. */
+export const isMissingBlobError = (err: unknown): boolean => /blob not found/.test(d1ErrorText(err))
 
 /** Blob CIDs referenced by records (written after `since`), by CID, for sync.listBlobs. */
 export const listReferencedBlobCids = async (db: Db, opts: { since?: string; cursor?: string; limit: number }): Promise<string[]> => {

@@ -96,6 +96,10 @@ export const openDb = (d1: D1Database): Db => {
   }
 }
 
+/** What D1 said when a statement failed (message and cause), for matching constraint names. */
+export const d1ErrorText = (err: unknown): string =>
+  String((err as { message?: string })?.message ?? err) + String((err as { cause?: unknown })?.cause ?? '')
+
 const hexDecoder = (Uint8Array as unknown as { fromHex?: (hex: string) => Uint8Array }).fromHex
 const fromHex = (hex: string): Uint8Array => {
   if (hexDecoder) return hexDecoder(hex)

@@ -9,7 +9,7 @@
 import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
-import { blobBytes, schema } from './client'
+import { blobBytes, d1ErrorText, schema } from './client'
 import { appendEventStatements } from './state'
 
 const { block, commitChain, repoRoot, record, backlink } = schema
@@ -160,10 +160,8 @@ export const commitStatements = (db: Db, w: CommitWrite): BatchItem<'sqlite'>[] 
 }
 
 /** D1 reports a constraint/trigger failure as an error whose message says so. */
-export const isStaleCommitError = (err: unknown): boolean => {
-  const text = String((err as { message?: string })?.message ?? err) + String((err as { cause?: unknown })?.cause ?? '')
-  return /UNIQUE constraint failed: commit_chain|stale commit/i.test(text)
-}
+export const isStaleCommitError = (err: unknown): boolean =>
+  /UNIQUE constraint failed: commit_chain|stale commit/i.test(d1ErrorText(err))
 
 /** Writes one commit atomically. Throws (and writes nothing) if the root moved. */
 export const writeCommit = async (db: Db, w: CommitWrite): Promise<void> => {

@@ -5,6 +5,7 @@
  */
 import { and, asc, gt, inArray, lt, max, min, sql } from 'drizzle-orm'
 import type { Db } from './client'
+import { concatBytes } from '@atproto/repo'
 import { blobBytes, schema } from './client'
 import { chunk, MAX_PARAMS } from './repo'
 
@@ -51,13 +52,7 @@ export const readEventsAfter = async (db: Db, seq: number, limit: number): Promi
   ).flat()
   return rows.map((row) => {
     if (row.chunks === 0) return row
-    const parts = pieces.filter((p) => p.seq === row.seq).map((p) => p.data)
-    const event = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-    let offset = 0
-    for (const part of parts) {
-      event.set(part, offset)
-      offset += part.byteLength
-    }
+    const event = concatBytes(pieces.filter((p) => p.seq === row.seq).map((p) => p.data))
     return { ...row, event }
   })
 }

@@ -16,7 +16,7 @@
  */
 import type { Keypair } from '@atproto/crypto'
 import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
-import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
+import { blobReferenceStatements, isMissingBlobError, selectBlobs, type BlobRow } from '../db/blobs'
 import { BlockMap, Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
 import type { Db } from '../db/client'
 import { selectBacklinkUris } from '../db/records'
@@ -287,7 +287,7 @@ const attemptCommit = async (ctx: RepoContext, requests: WriteRequest[], opts: C
     })
   } catch (err) {
     if (isStaleCommitError(err)) return 'stale'
-    if (/blob not found/.test(String((err as Error)?.message) + String((err as { cause?: unknown })?.cause ?? ''))) {
+    if (isMissingBlobError(err)) {
       // The blob GC won a race against this commit: the batch was refused whole.
       throw new BlobRefError('Could not find blob: it was removed while the record was being written', 'BlobNotFound')
     }

@@ -11,7 +11,7 @@
 import { decode } from '@atproto/lex-cbor'
 import { type Cid, parseCid } from '@atproto/lex-data'
 import { lexToJson } from '@atproto/lex-json'
-import { BlockMap, blocksToCarFile, getRecords, writeCarStream } from '@atproto/repo'
+import { BlockMap, blocksToCarFile, concatBytes, getRecords, writeCarStream } from '@atproto/repo'
 import type { Db } from '../db/client'
 import { getRecordRow, listRecordRows } from '../db/records'
 import { getBlockBytes, pageSnapshotBlocks, type RootRow } from '../db/repo'
@@ -88,12 +88,7 @@ async function* coalesce(iterable: AsyncIterable<Uint8Array>): AsyncGenerator<Ui
   let parts: Uint8Array[] = []
   let size = 0
   const flush = (): Uint8Array => {
-    const out = new Uint8Array(size)
-    let offset = 0
-    for (const part of parts) {
-      out.set(part, offset)
-      offset += part.byteLength
-    }
+    const out = concatBytes(parts)
     parts = []
     size = 0
     return out
