@@ -9,6 +9,12 @@ export interface CrawlResult {
   error?: string
 }
 
+/**
+ * KV key holding the time of the last requestCrawl (expires after the minimum
+ * interval). Shared by the after-write check, the cron and the status page.
+ */
+export const LAST_CRAWL_REQUEST_KEY = 'firehose:last-crawl-request'
+
 /** Base URL of a relay given as a host name (https) or a full URL (kept as is, for loopback tests). */
 const relayUrl = (relay: string): string => (relay.includes('://') ? relay.replace(/\/+$/, '') : `https://${relay}`)
 
