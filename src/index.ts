@@ -8,6 +8,7 @@ import { cors } from 'hono/cors'
 import type { WorkerEnv } from './env'
 import { FirehoseHub } from './firehose/hub'
 import { runMaintenance } from './maintenance'
+import { mountStatus } from './status/routes'
 import type { AppEnv } from './xrpc/context'
 import { toXrpcError, XrpcError } from './xrpc/errors'
 import { mountWellKnown, registerIdentityMethods } from './xrpc/identity'
@@ -40,7 +41,7 @@ mountSubscribeRepos(app)
 router.mount(app)
 mountWellKnown(app)
 
-app.get('/', (c) => c.text(`This is an atproto PDS (edge-pds ${VERSION}).\nMost API routes are under /xrpc/\n`))
+mountStatus(app)
 
 app.notFound((c) => c.json({ error: 'NotFound', message: 'Not Found' }, 404))
 
