@@ -166,3 +166,22 @@ export const recordBlob = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.recordUri, t.blobCid] }), index('record_blob_cid_idx').on(t.blobCid), index('record_blob_rev_idx').on(t.rev)],
 )
+
+/**
+ * App passwords. Only a hash is kept: SHA-256 of the account DID and the
+ * password, enough for a random 80-bit secret and a direct lookup at login
+ * (a slow salted hash would need one derivation per stored password).
+ */
+export const appPassword = sqliteTable('app_password', {
+  name: text('name').primaryKey(),
+  passwordHash: text('password_hash').notNull().unique(),
+  createdAt: text('created_at').notNull(),
+  privileged: integer('privileged', { mode: 'boolean' }).notNull().default(false),
+})
+
+/** The owner's `app.bsky.*` preferences, in the order the client sent them. */
+export const accountPref = sqliteTable('account_pref', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  name: text('name').notNull(),
+  valueJson: text('value_json').notNull(),
+})

@@ -21,6 +21,14 @@ export interface Secrets {
   PDS_BLOB_UPLOAD_LIMIT?: string
   /** Seconds an unreferenced upload is kept before the cron collects it (default 6 h). */
   PDS_BLOB_TEMP_TTL_SECONDS?: string
+  /** Forwarding targets and the PLC directory (defaults: Bluesky's services). */
+  BSKY_APPVIEW_URL?: string
+  BSKY_APPVIEW_DID?: string
+  MOD_SERVICE_URL?: string
+  MOD_SERVICE_DID?: string
+  PLC_URL?: string
+  /** "true" when the owner's email (PDS_EMAIL) is known to be confirmed. */
+  PDS_EMAIL_CONFIRMED?: string
 }
 
 export type WorkerEnv = Env & Secrets
@@ -36,6 +44,8 @@ export interface Config {
   serviceDid: string
   handle: string
   email: string | null
+  /** Reported by getSession; clients nag the owner to confirm an unconfirmed email. */
+  emailConfirmed: boolean
   password: PasswordSetting
   jwtSecret: Uint8Array
   signingKey: Secp256k1Keypair
@@ -43,6 +53,18 @@ export interface Config {
   relayHosts: string[]
   /** Largest blob upload accepted, in bytes (PDS_BLOB_UPLOAD_LIMIT; video needs 100 MB). */
   blobUploadLimit: number
+  /** Where `app.bsky.*` calls go without an `atproto-proxy` header; null disables (BSKY_APPVIEW_URL = ""). */
+  appView: ServiceConfig | null
+  /** Where `com.atproto.moderation.createReport` goes without an `atproto-proxy` header. */
+  modService: ServiceConfig | null
+  /** PLC directory used to resolve did:plc documents (PLC_URL). */
+  plcUrl: string
+}
+
+/** A service we forward requests to: its base URL and the DID its tokens are addressed to. */
+export interface ServiceConfig {
+  url: string
+  did: string
 }
 
 export class ConfigError extends Error {
@@ -78,6 +100,35 @@ const parseBlobLimit = (value: string | undefined): number => {
   const n = Number(value)
   if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`PDS_BLOB_UPLOAD_LIMIT must be a positive number of bytes, got "${value}"`)
   return n
+}
+
+const DEFAULT_APPVIEW: ServiceConfig = { url: 'https://api.bsky.app', did: 'did:web:api.bsky.app' }
+const DEFAULT_MOD_SERVICE: ServiceConfig = { url: 'https://mod.bsky.app', did: 'did:plc:ar7c4by46qjdydhdevvrndac' }
+
+const parseUrl = (name: string, value: string): string => {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError(`${name} must be an http(s) URL, got "${value}"`)
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`${name} must be an http(s) URL, got "${value}"`)
+  return url.href.replace(/\/+$/, '')
+}
+
+/**
+ * A forwarding target from a URL and a DID setting. Unset means the default
+ * (Bluesky's service); an empty URL switches forwarding off.
+ */
+const parseService = (env: WorkerEnv, urlName: keyof WorkerEnv & string, didName: keyof WorkerEnv & string, fallback: ServiceConfig): ServiceConfig | null => {
+  const rawUrl = env[urlName] as string | undefined
+  const rawDid = env[didName] as string | undefined
+  if (rawUrl === undefined && rawDid === undefined) return fallback
+  if (rawUrl !== undefined && rawUrl.trim() === '') return null
+  const url = rawUrl === undefined ? fallback.url : parseUrl(urlName, rawUrl.trim())
+  const did = rawDid?.trim() || (rawUrl === undefined ? fallback.did : '')
+  if (!/^did:[a-z]+:[a-zA-Z0-9._:%-]+$/.test(did)) throw new ConfigError(`${didName} must be the DID of the service at ${urlName}, got "${did}"`)
+  return { url, did }
 }
 
 const buildConfig = async (env: WorkerEnv): Promise<Config> => {
@@ -127,10 +178,14 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     serviceDid: `did:web:${hostname.replace(':', '%3A')}`,
     handle,
     email: env.PDS_EMAIL?.trim().toLowerCase() || null,
+    emailConfirmed: env.PDS_EMAIL_CONFIRMED?.trim().toLowerCase() === 'true',
     password,
     jwtSecret: new TextEncoder().encode(jwtSecret),
     signingKey,
     blobUploadLimit: parseBlobLimit(env.PDS_BLOB_UPLOAD_LIMIT),
+    appView: parseService(env, 'BSKY_APPVIEW_URL', 'BSKY_APPVIEW_DID', DEFAULT_APPVIEW),
+    modService: parseService(env, 'MOD_SERVICE_URL', 'MOD_SERVICE_DID', DEFAULT_MOD_SERVICE),
+    plcUrl: parseUrl('PLC_URL', env.PLC_URL?.trim() || 'https://plc.directory'),
     relayHosts: (env.RELAY_HOSTS ?? '')
       .split(',')
       .map((h) => h.trim())

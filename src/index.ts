@@ -12,6 +12,9 @@ import { mountStatus } from './status/routes'
 import type { AppEnv } from './xrpc/context'
 import { toXrpcError, XrpcError } from './xrpc/errors'
 import { mountWellKnown, registerIdentityMethods } from './xrpc/identity'
+import { registerAccountMethods } from './xrpc/account'
+import { registerPreferenceMethods } from './xrpc/preferences'
+import { proxyXrpc, registerProxiedMethods } from './xrpc/proxy'
 import { registerRepoMethods } from './xrpc/repo'
 import { XrpcRouter } from './xrpc/router'
 import { requestContext } from './xrpc/middleware'
@@ -24,6 +27,10 @@ registerServerMethods(router)
 registerRepoMethods(router)
 registerSyncMethods(router)
 registerIdentityMethods(router)
+registerAccountMethods(router)
+registerPreferenceMethods(router)
+registerProxiedMethods(router)
+router.setFallback(proxyXrpc)
 
 const app = new Hono<AppEnv>()
 

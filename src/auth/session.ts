@@ -8,14 +8,11 @@
 import * as jose from 'jose'
 import type { Config } from '../env'
 import type { Db } from '../db/client'
+import { currentGrant, scopeFor, type AppPasswordGrant } from './app-passwords'
+import { AuthScope } from './scope'
 import { deleteExpiredRefreshTokens, deleteRefreshToken, getRefreshToken, insertRefreshToken, rotateRefreshToken } from '../db/tokens'
 
-export enum AuthScope {
-  Access = 'com.atproto.access',
-  Refresh = 'com.atproto.refresh',
-  AppPass = 'com.atproto.appPass',
-  AppPassPrivileged = 'com.atproto.appPassPrivileged',
-}
+export { AuthScope }
 
 const ACCESS_LIFETIME = '120mins'
 const REFRESH_LIFETIME_S = 90 * 24 * 3600
@@ -53,12 +50,12 @@ const signRefresh = (cfg: Config, did: string, jti: string, expiresAt: number): 
     .setExpirationTime(expiresAt)
     .sign(cfg.jwtSecret)
 
-/** Issues a new session (login). */
-export const createSessionTokens = async (db: Db, cfg: Config, did: string): Promise<SessionTokens> => {
+/** Issues a new session (login), scoped down when it was made with an app password. */
+export const createSessionTokens = async (db: Db, cfg: Config, did: string, grant: AppPasswordGrant | null = null): Promise<SessionTokens> => {
   const id = newTokenId()
   const exp = Math.floor(Date.now() / 1000) + REFRESH_LIFETIME_S
-  const [accessJwt, refreshJwt] = await Promise.all([signAccess(cfg, did, AuthScope.Access), signRefresh(cfg, did, id, exp)])
-  await insertRefreshToken(db, { id, did, expiresAt: new Date(exp * 1000).toISOString(), appPasswordName: null })
+  const [accessJwt, refreshJwt] = await Promise.all([signAccess(cfg, did, scopeFor(grant)), signRefresh(cfg, did, id, exp)])
+  await insertRefreshToken(db, { id, did, expiresAt: new Date(exp * 1000).toISOString(), appPasswordName: grant?.name ?? null })
   return { accessJwt, refreshJwt }
 }
 
@@ -74,9 +71,12 @@ export const rotateSession = async (db: Db, cfg: Config, tokenId: string): Promi
     const prevExpiresAt = Date.parse(token.expiresAt)
     const graceExpiresAt = Math.min(now + REFRESH_GRACE_MS, prevExpiresAt)
     if (graceExpiresAt <= now) return null
+    // An app password's session keeps its scope; a revoked one's is over.
+    const grant = token.appPasswordName === null ? null : await currentGrant(db, token.appPasswordName)
+    if (token.appPasswordName !== null && grant === null) return null
     const nextId = token.nextId ?? newTokenId()
     const exp = Math.floor(now / 1000) + REFRESH_LIFETIME_S
-    const [accessJwt, refreshJwt] = await Promise.all([signAccess(cfg, token.did, AuthScope.Access), signRefresh(cfg, token.did, nextId, exp)])
+    const [accessJwt, refreshJwt] = await Promise.all([signAccess(cfg, token.did, scopeFor(grant)), signRefresh(cfg, token.did, nextId, exp)])
     const stored = await rotateRefreshToken(db, {
       id: tokenId,
       graceExpiresAt: new Date(graceExpiresAt).toISOString(),

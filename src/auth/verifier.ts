@@ -7,7 +7,8 @@
 import * as jose from 'jose'
 import type { Config } from '../env'
 import { AuthRequiredError, InvalidRequestError } from '../xrpc/errors'
-import { AuthScope } from './session'
+import { ACCESS_STANDARD, AuthScope } from './scope'
+import { isServiceJwt, verifyServiceJwt } from './service-jwt'
 
 export interface AccessCredentials {
   type: 'access'
@@ -15,13 +16,17 @@ export interface AccessCredentials {
   scope: AuthScope
 }
 
+/** A service token the owner obtained from getServiceAuth (the video service uploading a blob). */
+export interface ServiceCredentials {
+  type: 'service'
+  did: string
+}
+
 export interface RefreshCredentials {
   type: 'refresh'
   did: string
   tokenId: string
 }
-
-const ACCESS_SCOPES: readonly string[] = [AuthScope.Access, AuthScope.AppPass, AuthScope.AppPassPrivileged]
 
 /** Splits "<type> <token>"; mirrors the reference's parsing and messages. */
 const bearerToken = (header: string | null | undefined): string | null => {
@@ -59,10 +64,14 @@ const verifyJwt = async (
   return payload
 }
 
-export const verifyAccess = async (cfg: Config, header: string | null | undefined): Promise<AccessCredentials> => {
+export const verifyAccess = async (
+  cfg: Config,
+  header: string | null | undefined,
+  scopes: readonly AuthScope[] = ACCESS_STANDARD,
+): Promise<AccessCredentials> => {
   const token = bearerToken(header)
   if (!token) throw new AuthRequiredError(undefined, 'AuthMissing')
-  const payload = await verifyJwt(cfg, token, { typ: 'at+jwt', scopes: ACCESS_SCOPES })
+  const payload = await verifyJwt(cfg, token, { typ: 'at+jwt', scopes })
   return { type: 'access', did: payload.sub!, scope: payload.scope as AuthScope }
 }
 
@@ -81,3 +90,21 @@ export const verifyRefresh = async (
 /** Optional auth: credentials if a valid access token is present, null if none is. */
 export const verifyOptionalAccess = async (cfg: Config, header: string | null | undefined): Promise<AccessCredentials | null> =>
   header ? verifyAccess(cfg, header) : null
+
+/**
+ * An access token, or a service token addressed to this PDS for exactly
+ * `lxm` and signed with the account's key (how the video service uploads
+ * the owner's video with a token from getServiceAuth).
+ */
+export const verifyAccessOrServiceJwt = async (
+  cfg: Config,
+  header: string | null | undefined,
+  lxm: string,
+): Promise<AccessCredentials | ServiceCredentials> => {
+  const token = bearerToken(header)
+  if (token && isServiceJwt(token)) {
+    const { iss } = await verifyServiceJwt(cfg, token, lxm)
+    return { type: 'service', did: iss }
+  }
+  return verifyAccess(cfg, header)
+}

@@ -5,6 +5,7 @@
  */
 import type { Hono } from 'hono'
 import { buildDidDocument, isOwnDidWeb } from '../identity/did-doc'
+import { resolveOtherHandle } from '../identity/handle'
 import type { AppEnv } from './context'
 import type { XrpcRouter } from './router'
 import { InvalidRequestError, XrpcError } from './errors'
@@ -13,8 +14,12 @@ export const registerIdentityMethods = (x: XrpcRouter): void => {
   x.query('com.atproto.identity.resolveHandle', 'none', async ({ deps, params }) => {
     const handle = String(params.handle).toLowerCase()
     if (handle === deps.config.handle) return { did: deps.config.did }
-    // Other handles are resolved through the AppView in a later change.
-    throw new InvalidRequestError('Unable to resolve handle')
+    // Handles under this PDS's own host can only be ours (as the reference's service domains).
+    if (handle.endsWith(`.${deps.config.hostname.split(':')[0]}`)) throw new InvalidRequestError('Unable to resolve handle', 'HandleNotFound')
+    // Anyone else's handle: the AppView knows it (as the reference asks it), or DNS/HTTPS does.
+    const did = await resolveOtherHandle(deps.config, handle).catch(() => null)
+    if (!did) throw new InvalidRequestError('Unable to resolve handle')
+    return { did }
   })
 }
 

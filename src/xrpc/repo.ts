@@ -44,7 +44,7 @@ const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.
 export const registerRepoMethods = (x: XrpcRouter): void => {
   x.procedure(
     'com.atproto.repo.uploadBlob',
-    'access',
+    'access-or-service',
     async ({ deps, req }) => {
       if (!req.body) throw new InvalidRequestError('A request body is expected but none was provided')
       // As the reference (xrpc-server): the encoding must be given and be a MIME type.

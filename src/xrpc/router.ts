@@ -4,26 +4,43 @@
  * lexicons, verifies auth, then calls the handler with typed-enough input.
  * Handlers never re-check what the lexicon already guarantees.
  *
- * Unknown methods answer 501 MethodNotImplemented and a known method called
- * with the wrong HTTP verb answers 400, as `@atproto/xrpc-server` does.
+ * Methods without a route go to the fallback (the proxy) or answer 501
+ * MethodNotImplemented; a served method called with the wrong HTTP verb
+ * answers 400, as `@atproto/xrpc-server` does.
  */
 import type { Context, Hono } from 'hono'
 import { jsonToLex } from '@atproto/lex-json'
 import { l } from '@atproto/lex-schema'
-import { verifyAccess, verifyOptionalAccess, verifyRefresh, type AccessCredentials, type RefreshCredentials } from '../auth/verifier'
+import { ACCESS_FULL } from '../auth/scope'
+import {
+  verifyAccess,
+  verifyAccessOrServiceJwt,
+  verifyOptionalAccess,
+  verifyRefresh,
+  type AccessCredentials,
+  type RefreshCredentials,
+  type ServiceCredentials,
+} from '../auth/verifier'
 import { methodSchema, methodType } from '../lexicon'
 import type { AppEnv, Deps } from './context'
 import { InvalidRequestError, MethodNotImplementedError, XrpcError } from './errors'
 
-type AuthMode = 'none' | 'access' | 'refresh' | 'refresh-allow-expired' | 'optional'
+/**
+ * `access`: any session (app passwords included); `access-full`: the owner's
+ * password only (account management); `access-or-service`: also a service
+ * token from getServiceAuth addressed to us for this very method.
+ */
+type AuthMode = 'none' | 'access' | 'access-full' | 'access-or-service' | 'refresh' | 'refresh-allow-expired' | 'optional'
 
-type CredentialsFor<A extends AuthMode> = A extends 'access'
+type CredentialsFor<A extends AuthMode> = A extends 'access' | 'access-full'
   ? AccessCredentials
-  : A extends 'refresh' | 'refresh-allow-expired'
-    ? RefreshCredentials
-    : A extends 'optional'
-      ? AccessCredentials | null
-      : null
+  : A extends 'access-or-service'
+    ? AccessCredentials | ServiceCredentials
+    : A extends 'refresh' | 'refresh-allow-expired'
+      ? RefreshCredentials
+      : A extends 'optional'
+        ? AccessCredentials | null
+        : null
 
 export interface HandlerArgs<A extends AuthMode> {
   deps: Deps
@@ -47,8 +64,17 @@ interface Route {
   rawInput?: boolean
 }
 
+/** Answers methods without a local handler (the proxy); without one they are 501. */
+export type XrpcFallback = (c: Context<AppEnv>, nsid: string) => Promise<Response>
+
 export class XrpcRouter {
   private routes = new Map<string, Route>()
+  private fallback: XrpcFallback | null = null
+
+  /** Methods with no route go here (checked before any lexicon rule: the service behind decides). */
+  setFallback(fallback: XrpcFallback): void {
+    this.fallback = fallback
+  }
 
   query<A extends AuthMode>(nsid: string, auth: A, handler: XrpcHandler<A>): void {
     this.routes.set(nsid, { type: 'query', auth, handler })
@@ -66,6 +92,7 @@ export class XrpcRouter {
   private async dispatch(c: Context<AppEnv>): Promise<Response> {
     const nsid = c.req.param('nsid') ?? ''
     const route = this.routes.get(nsid)
+    if (!route && this.fallback) return this.fallback(c, nsid)
     const lexType = methodType(nsid)
     const expected = route?.type ?? (lexType === 'subscription' ? null : lexType)
     const method = c.req.method === 'HEAD' ? 'GET' : c.req.method
@@ -83,7 +110,7 @@ export class XrpcRouter {
       c.header('cache-control', 'private')
       c.header('vary', 'Authorization', { append: true })
     }
-    const auth = await authenticate(route.auth, deps, c.req.header('authorization'))
+    const auth = await authenticate(route.auth, deps, c.req.header('authorization'), nsid)
     if (auth && 'did' in auth) c.set('authDid', auth.did)
 
     const result = await route.handler({ deps, params, input, auth, req: c.req.raw, c })
@@ -93,12 +120,16 @@ export class XrpcRouter {
   }
 }
 
-const authenticate = async (mode: AuthMode, deps: Deps, header: string | undefined) => {
+const authenticate = async (mode: AuthMode, deps: Deps, header: string | undefined, nsid: string) => {
   switch (mode) {
     case 'none':
       return null
     case 'access':
       return verifyAccess(deps.config, header)
+    case 'access-full':
+      return verifyAccess(deps.config, header, ACCESS_FULL)
+    case 'access-or-service':
+      return verifyAccessOrServiceJwt(deps.config, header, nsid)
     case 'optional':
       return verifyOptionalAccess(deps.config, header)
     case 'refresh':

@@ -2,27 +2,34 @@
  * com.atproto.server.*: service description and password sessions, answering
  * as the reference PDS does (same shapes, statuses and error names).
  */
+import { verifyAppPassword } from '../auth/app-passwords'
 import { createSessionTokens, revokeSession, rotateSession } from '../auth/session'
 import { verifyPassword } from '../auth/password'
-import type { Config } from '../env'
-import { buildDidDocument, isOwnDidWeb, resolveOwnAccount } from '../identity/did-doc'
+import { resolveOwnAccount } from '../identity/did-doc'
+import { resolveDid } from '../identity/resolver'
+import type { Deps } from './context'
 import type { XrpcRouter } from './router'
 import { AuthRequiredError, InvalidRequestError, RateLimitExceededError } from './errors'
 
 /** The reference refuses longer passwords outright. */
 const MAX_PASSWORD_LENGTH = 512
 
-/** What createSession, getSession and refreshSession say about the account. */
-const accountView = (cfg: Config) => ({
-  did: cfg.did,
-  // The DID document is ours to give when we publish it (did:web); did:plc
-  // documents are resolved by the identity layer in a later change.
-  ...(isOwnDidWeb(cfg) ? { didDoc: buildDidDocument(cfg) } : {}),
-  handle: cfg.handle,
-  ...(cfg.email ? { email: cfg.email } : {}),
-  emailConfirmed: false,
-  active: true,
-})
+/**
+ * What createSession, getSession and refreshSession say about the account.
+ * Clients read the PDS endpoint from `didDoc`; like the reference, a
+ * document that cannot be resolved right now is left out, not an error.
+ */
+const accountView = async ({ config: cfg, env }: Deps) => {
+  const didDoc = await resolveDid(cfg, env.CACHE, cfg.did).catch(() => undefined)
+  return {
+    did: cfg.did,
+    ...(didDoc ? { didDoc } : {}),
+    handle: cfg.handle,
+    ...(cfg.email ? { email: cfg.email } : {}),
+    emailConfirmed: cfg.emailConfirmed,
+    active: true,
+  }
+}
 
 export const registerServerMethods = (x: XrpcRouter): void => {
   x.query('com.atproto.server.describeServer', 'none', async ({ deps }) => ({
@@ -49,19 +56,21 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     // Check the password even for an unknown identifier, so timing tells nothing.
     const passwordOk = await verifyPassword(cfg.password, password)
     const isOwner = resolveOwnAccount(cfg, identifier) !== null || (cfg.email !== null && identifier.toLowerCase() === cfg.email)
-    if (!passwordOk || !isOwner) throw new AuthRequiredError('Invalid identifier or password')
+    // Not the owner's password: maybe one of the app passwords.
+    const grant = passwordOk ? null : await verifyAppPassword(deps.db, cfg.did, password)
+    if (!(passwordOk || grant) || !isOwner) throw new AuthRequiredError('Invalid identifier or password')
 
-    const tokens = await createSessionTokens(deps.db, cfg, cfg.did)
-    return { ...tokens, ...accountView(cfg) }
+    const [tokens, view] = await Promise.all([createSessionTokens(deps.db, cfg, cfg.did, grant), accountView(deps)])
+    return { ...tokens, ...view }
   })
 
-  x.query('com.atproto.server.getSession', 'access', async ({ deps }) => accountView(deps.config))
+  x.query('com.atproto.server.getSession', 'access', async ({ deps }) => accountView(deps))
 
   x.procedure('com.atproto.server.refreshSession', 'refresh', async ({ deps, auth }) => {
     if (auth.did !== deps.config.did) throw new InvalidRequestError(`Could not find user info for account: ${auth.did}`)
-    const tokens = await rotateSession(deps.db, deps.config, auth.tokenId)
+    const [tokens, view] = await Promise.all([rotateSession(deps.db, deps.config, auth.tokenId), accountView(deps)])
     if (!tokens) throw new InvalidRequestError('Token has been revoked', 'ExpiredToken')
-    return { ...tokens, ...accountView(deps.config) }
+    return { ...tokens, ...view }
   })
 
   x.procedure('com.atproto.server.deleteSession', 'refresh-allow-expired', async ({ deps, auth }) => {

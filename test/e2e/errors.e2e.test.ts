@@ -17,9 +17,14 @@ usePds((started, accessJwt) => {
 })
 
 describe('unknown routes', () => {
-  test('an unknown XRPC method → 501 MethodNotImplemented (GET and POST)', async () => {
-    expectXrpcError(await xget(pds, 'com.example.doesNotExist'), 501, 'MethodNotImplemented')
-    expectXrpcError(await xpost(pds, 'com.example.doesNotExist', {}), 501, 'MethodNotImplemented')
+  test('an unknown XRPC method is for the AppView: unauthenticated → 401 AuthMissing (GET and POST), never forwarded', async () => {
+    expectXrpcError(await xget(pds, 'com.example.doesNotExist'), 401, 'AuthMissing')
+    expectXrpcError(await xpost(pds, 'com.example.doesNotExist', {}), 401, 'AuthMissing')
+  })
+
+  test('an unknown XRPC method with a verb XRPC does not have → 400', async () => {
+    const res = await request(pds, '/xrpc/com.example.doesNotExist', { method: 'PUT' })
+    expectXrpcError(res, 400, 'InvalidRequest', 'XRPC requests only supports GET and POST')
   })
 
   test('an unknown non-XRPC path → 404', async () => {

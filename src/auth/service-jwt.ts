@@ -1,0 +1,101 @@
+/**
+ * Inter-service auth tokens: short JWTs signed ES256K with the repo signing
+ * key, so any service can check them against the account's DID document.
+ * They carry `iss` (the account), `aud` (the service DID the call is for),
+ * `lxm` (the one XRPC method they allow) and a random `jti`.
+ *
+ * Written here rather than imported from `@atproto/xrpc-server` because that
+ * package pulls Node's http stack into the bundle; the tests verify our
+ * tokens with its `verifyJwt`.
+ */
+import { type Keypair, verifySignature } from '@atproto/crypto'
+import type { Config } from '../env'
+import { AuthRequiredError } from '../xrpc/errors'
+
+/** Default lifetime of a service token, as the reference (60 s). */
+export const SERVICE_JWT_DEFAULT_LIFETIME_S = 60
+
+export interface ServiceJwtClaims {
+  iss: string
+  aud: string
+  lxm: string | null
+  /** Seconds since the epoch; default now + 60 s. */
+  exp?: number
+}
+
+const b64url = (bytes: Uint8Array): string => {
+  let binary = ''
+  for (const byte of bytes) binary += String.fromCharCode(byte)
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+}
+
+const fromB64url = (text: string): Uint8Array => {
+  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'))
+  return Uint8Array.from(binary, (ch) => ch.charCodeAt(0))
+}
+
+const jsonPart = (value: object): string => b64url(new TextEncoder().encode(JSON.stringify(value)))
+
+const randomHex = (bytes: number): string => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('')
+
+export const createServiceJwt = async (key: Keypair, claims: ServiceJwtClaims): Promise<string> => {
+  const iat = Math.floor(Date.now() / 1000)
+  const header = jsonPart({ typ: 'JWT', alg: key.jwtAlg })
+  const payload = jsonPart({
+    iat,
+    iss: claims.iss,
+    aud: claims.aud,
+    exp: claims.exp ?? iat + SERVICE_JWT_DEFAULT_LIFETIME_S,
+    ...(claims.lxm ? { lxm: claims.lxm } : {}),
+    jti: randomHex(16),
+  })
+  const signature = await key.sign(new TextEncoder().encode(`${header}.${payload}`))
+  return `${header}.${payload}.${b64url(signature)}`
+}
+
+const decodePart = (part: string | undefined): Record<string, unknown> | null => {
+  try {
+    const value = JSON.parse(new TextDecoder().decode(fromB64url(part ?? '')))
+    return value && typeof value === 'object' ? value : null
+  } catch {
+    return null
+  }
+}
+
+/** A token carrying `lxm` is a service token (as the reference decides); session tokens never do. */
+export const isServiceJwt = (token: string): boolean => decodePart(token.split('.')[1])?.lxm != null
+
+/**
+ * Checks a token a service minted from `getServiceAuth` and presents back to
+ * us (the video service uploading a blob): signed by this account's key,
+ * addressed to this PDS, for exactly `lxm`, not expired. Errors, names and
+ * the order of the checks as `@atproto/xrpc-server`'s verifyJwt.
+ */
+export const verifyServiceJwt = async (cfg: Config, token: string, lxm: string): Promise<{ iss: string }> => {
+  const parts = token.split('.')
+  const header = decodePart(parts[0])
+  const payload = decodePart(parts[1])
+  if (parts.length !== 3 || typeof header?.alg !== 'string' || !payload || typeof payload.exp !== 'number' || typeof payload.iss !== 'string' || typeof payload.aud !== 'string') {
+    throw new AuthRequiredError('poorly formatted jwt', 'BadJwt')
+  }
+  if (header.typ === 'at+jwt' || header.typ === 'refresh+jwt' || header.typ === 'dpop+jwt') {
+    throw new AuthRequiredError(`Invalid jwt type "${header.typ}"`, 'BadJwtType')
+  }
+  if (Date.now() / 1000 > payload.exp) throw new AuthRequiredError('jwt expired', 'JwtExpired')
+  if (payload.lxm !== lxm) {
+    throw new AuthRequiredError(payload.lxm !== undefined ? `bad jwt lexicon method ("lxm"). must match: ${lxm}` : `missing jwt lexicon method ("lxm"). must match: ${lxm}`, 'BadJwtLexiconMethod')
+  }
+  // The issuer may name a service of the account (did#fragment); the key is the account's.
+  const iss = payload.iss.split('#')[0]
+  if (iss !== cfg.did) throw new AuthRequiredError('Untrusted issuer', 'UntrustedIss')
+  const signed = new TextEncoder().encode(`${parts[0]}.${parts[1]}`)
+  let valid = false
+  try {
+    valid = await verifySignature(cfg.signingKey.did(), signed, fromB64url(parts[2]), { jwtAlg: 'ES256K' })
+  } catch {
+    valid = false
+  }
+  if (!valid) throw new AuthRequiredError('jwt signature does not match jwt issuer', 'BadJwtSignature')
+  if (payload.aud !== cfg.serviceDid) throw new AuthRequiredError('jwt audience does not match service did', 'BadJwtAudience')
+  return { iss }
+}

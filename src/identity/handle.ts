@@ -1,0 +1,42 @@
+/**
+ * Resolving a handle that is not the owner's: through the AppView when one
+ * is configured (as the reference PDS does), otherwise the atproto way, a
+ * `_atproto.<handle>` TXT record (over DNS-over-HTTPS, Workers have no
+ * resolver) or `https://<handle>/.well-known/atproto-did`.
+ */
+import type { Config } from '../env'
+
+const TIMEOUT_MS = 3000
+const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]+$/
+const DOH_URL = 'https://cloudflare-dns.com/dns-query'
+
+export const resolveOtherHandle = async (cfg: Config, handle: string): Promise<string | null> => {
+  if (cfg.appView) {
+    const res = await fetch(`${cfg.appView.url}/xrpc/com.atproto.identity.resolveHandle?handle=${encodeURIComponent(handle)}`, {
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    })
+    if (!res.ok) return null
+    const body = (await res.json()) as { did?: unknown }
+    return typeof body.did === 'string' && DID.test(body.did) ? body.did : null
+  }
+  return (await fromDns(handle)) ?? (await fromWellKnown(handle))
+}
+
+const fromDns = async (handle: string): Promise<string | null> => {
+  const res = await fetch(`${DOH_URL}?name=_atproto.${encodeURIComponent(handle)}&type=TXT`, {
+    headers: { accept: 'application/dns-json' },
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  }).catch(() => null)
+  if (!res?.ok) return null
+  const body = (await res.json().catch(() => null)) as { Answer?: { data?: string }[] } | null
+  // Exactly one did= record counts; several are ambiguous (as the reference resolver).
+  const dids = (body?.Answer ?? []).map((a) => (a.data ?? '').replace(/^"|"$/g, '')).filter((t) => t.startsWith('did=')).map((t) => t.slice(4))
+  return dids.length === 1 && DID.test(dids[0]) ? dids[0] : null
+}
+
+const fromWellKnown = async (handle: string): Promise<string | null> => {
+  const res = await fetch(`https://${handle}/.well-known/atproto-did`, { redirect: 'error', signal: AbortSignal.timeout(TIMEOUT_MS) }).catch(() => null)
+  if (!res?.ok) return null
+  const text = (await res.text()).split('\n')[0].trim()
+  return DID.test(text) ? text : null
+}

@@ -1,0 +1,93 @@
+/**
+ * DID document resolution for forwarding: did:plc through the PLC directory,
+ * did:web through `https://<host>/.well-known/did.json` (http for localhost,
+ * as `@atproto/identity` does). Documents are cached in the isolate and in
+ * KV for an hour, so a proxied call rarely pays a resolution round trip.
+ */
+import type { Config } from '../env'
+import { buildDidDocument, isOwnDidWeb } from './did-doc'
+
+export interface ResolvedDidDocument {
+  id: string
+  alsoKnownAs?: string[]
+  verificationMethod?: { id: string; type: string; controller?: string; publicKeyMultibase?: string }[]
+  service?: { id: string; type: string; serviceEndpoint: unknown }[]
+}
+
+export class DidResolutionError extends Error {
+  override name = 'DidResolutionError'
+}
+
+const CACHE_TTL_S = 3600
+const FETCH_TIMEOUT_MS = 3000
+const MAX_DOC_BYTES = 64 * 1024
+
+const memory = new Map<string, { doc: ResolvedDidDocument; expiresAt: number }>()
+
+const documentUrl = (cfg: Config, did: string): string => {
+  if (did.startsWith('did:plc:')) return `${cfg.plcUrl}/${encodeURIComponent(did)}`
+  if (did.startsWith('did:web:')) {
+    const rest = did.slice('did:web:'.length)
+    // Path-based did:web (did:web:host:path) is not used by atproto.
+    if (rest.includes(':')) throw new DidResolutionError(`Unsupported did:web with a path: ${did}`)
+    const host = decodeURIComponent(rest)
+    const scheme = /^localhost(:\d+)?$/.test(host) ? 'http' : 'https'
+    return `${scheme}://${host}/.well-known/did.json`
+  }
+  throw new DidResolutionError(`Unsupported DID method: ${did}`)
+}
+
+const fetchDocument = async (cfg: Config, did: string): Promise<ResolvedDidDocument> => {
+  const url = documentUrl(cfg, did)
+  let res: Response
+  try {
+    res = await fetch(url, { headers: { accept: 'application/did+ld+json, application/json' }, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
+  } catch (err) {
+    throw new DidResolutionError(`Could not fetch the DID document of ${did}: ${(err as Error).message}`)
+  }
+  if (!res.ok) {
+    await res.body?.cancel()
+    throw new DidResolutionError(`DID document of ${did} not found (HTTP ${res.status})`)
+  }
+  const text = await res.text()
+  if (text.length > MAX_DOC_BYTES) throw new DidResolutionError(`DID document of ${did} is too large`)
+  let doc: ResolvedDidDocument
+  try {
+    doc = JSON.parse(text)
+  } catch {
+    throw new DidResolutionError(`DID document of ${did} is not JSON`)
+  }
+  if (doc?.id !== did) throw new DidResolutionError(`DID document of ${did} names another DID`)
+  return doc
+}
+
+/** The DID document of `did`, from cache when fresh. */
+export const resolveDid = async (cfg: Config, cache: KVNamespace, did: string): Promise<ResolvedDidDocument> => {
+  // Our own did:web document is never fetched over the network.
+  if (did === cfg.did && isOwnDidWeb(cfg)) return buildDidDocument(cfg)
+  const now = Date.now()
+  const hit = memory.get(did)
+  if (hit && hit.expiresAt > now) return hit.doc
+  const kvKey = `did-doc:${did}`
+  let doc = await cache.get<ResolvedDidDocument>(kvKey, 'json').catch(() => null)
+  if (!doc || doc.id !== did) {
+    doc = await fetchDocument(cfg, did)
+    await cache.put(kvKey, JSON.stringify(doc), { expirationTtl: CACHE_TTL_S }).catch(() => {})
+  }
+  memory.set(did, { doc, expiresAt: now + CACHE_TTL_S * 1000 })
+  return doc
+}
+
+/** The endpoint of service `#id` in a document (ids may be relative or absolute), or null. */
+export const serviceEndpoint = (doc: ResolvedDidDocument, id: string): string | null => {
+  const fragment = id.startsWith('#') ? id : `#${id}`
+  const service = doc.service?.find((s) => s.id === fragment || s.id === `${doc.id}${fragment}`)
+  if (!service || typeof service.serviceEndpoint !== 'string') return null
+  try {
+    const url = new URL(service.serviceEndpoint)
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return null
+    return url.href.replace(/\/+$/, '')
+  } catch {
+    return null
+  }
+}

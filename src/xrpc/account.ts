@@ -1,0 +1,74 @@
+/**
+ * Account management for the owner: app passwords, service tokens for other
+ * services (getServiceAuth), and the email methods the Bluesky app calls.
+ * Rules and messages follow the reference PDS.
+ */
+import { createAppPassword } from '../auth/app-passwords'
+import { AuthScope } from '../auth/scope'
+import { createServiceJwt } from '../auth/service-jwt'
+import { deleteAppPassword, listAppPasswords } from '../db/account'
+import { isIn, PRIVILEGED_METHODS, PROTECTED_METHODS } from '../proxy/target'
+import { InvalidRequestError } from './errors'
+import type { XrpcRouter } from './router'
+
+const MINUTE_MS = 60_000
+const HOUR_MS = 60 * MINUTE_MS
+
+/** A did:plc or did:web DID, optionally with a `#service` reference (the `aud` getServiceAuth accepts). */
+const ATPROTO_DID_REF = /^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.-]+(%3[aA]\d+)?)(#[a-zA-Z0-9_-]+)?$/
+
+/** No email can be sent from here yet: say what the owner can do instead. */
+const NO_EMAIL_SENDER =
+  'This PDS cannot send email. Its owner sets the email address with PDS_EMAIL (and PDS_EMAIL_CONFIRMED) in wrangler.toml.'
+const PASSWORD_BY_OPERATOR = 'The password of this PDS is set by its owner with the PDS_PASSWORD secret (see the README); it cannot be reset by email.'
+
+export const registerAccountMethods = (x: XrpcRouter): void => {
+  x.procedure('com.atproto.server.createAppPassword', 'access-full', async ({ deps, input }) =>
+    createAppPassword(deps.db, deps.config.did, String(input.name), input.privileged === true),
+  )
+
+  x.query('com.atproto.server.listAppPasswords', 'access', async ({ deps }) => ({ passwords: await listAppPasswords(deps.db) }))
+
+  // Revoking also ends every session made with that password (its refresh tokens).
+  x.procedure('com.atproto.server.revokeAppPassword', 'access', async ({ deps, input }) => {
+    await deleteAppPassword(deps.db, String(input.name))
+  })
+
+  x.query('com.atproto.server.getServiceAuth', 'access', async ({ deps, params, auth }) => {
+    const aud = String(params.aud)
+    const lxm = typeof params.lxm === 'string' ? params.lxm : null
+    const exp = typeof params.exp === 'number' ? params.exp : undefined
+    if (!ATPROTO_DID_REF.test(aud)) throw new InvalidRequestError('aud must be a valid atproto DID or did#serviceId reference')
+    if (lxm !== null && isIn(PRIVILEGED_METHODS, lxm) && auth.scope === AuthScope.AppPass) {
+      throw new InvalidRequestError(`insufficient access to request a service auth token for the following method: ${lxm}`)
+    }
+    if (exp !== undefined) {
+      const diff = exp * 1000 - Date.now()
+      if (diff < 0) throw new InvalidRequestError('expiration is in past', 'BadExpiration')
+      if (diff > HOUR_MS) throw new InvalidRequestError('cannot request a token with an expiration more than an hour in the future', 'BadExpiration')
+      if (!lxm && diff > MINUTE_MS) {
+        throw new InvalidRequestError('cannot request a method-less token with an expiration more than a minute in the future', 'BadExpiration')
+      }
+    }
+    if (lxm && isIn(PROTECTED_METHODS, lxm)) {
+      throw new InvalidRequestError(`cannot request a service auth token for the following protected method: ${lxm}`)
+    }
+    return { token: await createServiceJwt(deps.config.signingKey, { iss: deps.config.did, aud, lxm, exp }) }
+  })
+
+  // Invite codes do not exist on a single-user PDS; the app still asks.
+  x.query('com.atproto.server.getAccountInviteCodes', 'access-full', async () => ({ codes: [] }))
+
+  const noEmail = async (): Promise<never> => {
+    throw new InvalidRequestError(NO_EMAIL_SENDER)
+  }
+  x.procedure('com.atproto.server.requestEmailConfirmation', 'access', noEmail)
+  x.procedure('com.atproto.server.confirmEmail', 'access', noEmail)
+  x.procedure('com.atproto.server.requestEmailUpdate', 'access-full', noEmail)
+  x.procedure('com.atproto.server.updateEmail', 'access-full', noEmail)
+  const noReset = async (): Promise<never> => {
+    throw new InvalidRequestError(PASSWORD_BY_OPERATOR)
+  }
+  x.procedure('com.atproto.server.requestPasswordReset', 'none', noReset)
+  x.procedure('com.atproto.server.resetPassword', 'none', noReset)
+}
