@@ -72,7 +72,8 @@ export const record = sqliteTable(
     rev: text('rev').notNull(),
     indexedAt: text('indexed_at').notNull(),
   },
-  (t) => [index('record_collection_rkey_idx').on(t.collection, t.rkey), index('record_cid_idx').on(t.cid)],
+  // rev: read-after-write looks up the records newer than the AppView's rev.
+  (t) => [index('record_collection_rkey_idx').on(t.collection, t.rkey), index('record_cid_idx').on(t.cid), index('record_rev_idx').on(t.rev)],
 )
 
 /** Follow/block/like/repost subjects, so a duplicate one replaces the older (as the reference PDS does). */

@@ -1,0 +1,1 @@
+CREATE INDEX `record_rev_idx` ON `record` (`rev`);
