@@ -3,6 +3,7 @@
  * `npm test`: every check the project has, in one command.
  *
  *   1. typecheck (tsc --noEmit, strict)
+ *      and the bundle size check (wrangler deploy --dry-run; scripts/deploy.mjs)
  *   2. in-runtime tests inside workerd (vitest + @cloudflare/vitest-plugin)
  *   3. end-to-end tests against real `wrangler dev` processes (bun test)
  *
@@ -34,6 +35,10 @@ const run = (label, cmd, args) => {
 if (only.length === 0) {
   // 1. Typecheck counts as one check.
   if (run('typecheck', bin('tsc'), ['--noEmit', '-p', '.']) === 0) passed++
+  else failed++
+
+  // The deployable bundle builds and fits the size limits (raw and gzip printed).
+  if (run('bundle size', process.execPath, ['scripts/deploy.mjs', '--check-bundle']) === 0) passed++
   else failed++
 
   // 2. In-runtime tests; counts from vitest's JSON report.
