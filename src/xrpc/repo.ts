@@ -9,6 +9,7 @@ import { listRecords, readRecord } from '../repo/reader'
 import { listCollections } from '../db/records'
 import { listMissingBlobRefs, upsertBlob } from '../db/blobs'
 import { uploadToR2 } from '../blobs/store'
+import { resolveDid } from '../identity/resolver'
 import { buildDidDocument, resolveOwnAccount } from '../identity/did-doc'
 import type { Deps } from './context'
 import type { AccessCredentials } from '../auth/verifier'
@@ -151,12 +152,12 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   x.query('com.atproto.repo.describeRepo', 'none', async ({ deps, params }) => {
     const did = resolveOwnAccount(deps.config, params.repo)
     if (!did) throw new InvalidRequestError(`Could not find repo for DID: ${params.repo}`, 'RepoNotFound')
-    return {
-      handle: deps.config.handle,
-      did,
-      didDoc: buildDidDocument(deps.config),
-      collections: await listCollections(deps.db),
-      handleIsCorrect: true,
-    }
+    // A did:plc document lives in the directory: show what the world sees (ours if it cannot be reached).
+    const [didDoc, collections] = await Promise.all([
+      resolveDid(deps.config, deps.env.CACHE, did).catch(() => buildDidDocument(deps.config)),
+      listCollections(deps.db),
+    ])
+    const handleIsCorrect = Array.isArray(didDoc.alsoKnownAs) && didDoc.alsoKnownAs.includes(`at://${deps.config.handle}`)
+    return { handle: deps.config.handle, did, didDoc, collections, handleIsCorrect }
   })
 }
