@@ -67,7 +67,10 @@ export const renderStatusPage = (r: StatusReport): string => {
   const repo = r.repo
     ? [
         row('Records', text('records', r.repo.records, 'num')),
-        row('Blocks', `${text('blocks', r.repo.blocks, 'num')} <span class="muted">(${text('bytes-human', formatBytes(r.repo.bytes))}, ${text('bytes', r.repo.bytes)} bytes)</span>`),
+        row(
+          'Blocks',
+          `${text('blocks', r.repo.blocks, 'num')} <span class="muted">(${r.repo.bytes >= 1024 ? `${formatBytes(r.repo.bytes)}, ` : ''}${text('bytes', r.repo.bytes)} bytes)</span>`,
+        ),
         row('Last commit', time(r.repo.lastCommitAt, now, 'last-commit')),
         row('Revision', text('rev', r.repo.rev, 'mono')),
       ].join('')
