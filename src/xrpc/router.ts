@@ -10,6 +10,7 @@
  */
 import type { Context, Hono } from 'hono'
 import { jsonToLex } from '@atproto/lex-json'
+import { isValidNsid } from '@atproto/syntax'
 import { l } from '@atproto/lex-schema'
 import { ACCESS_FULL } from '../auth/scope'
 import {
@@ -90,7 +91,9 @@ export class XrpcRouter {
   }
 
   private async dispatch(c: Context<AppEnv>): Promise<Response> {
-    const nsid = c.req.param('nsid') ?? ''
+    // The raw path segment, as the reference reads it: nothing that is not an NSID is served or forwarded.
+    const nsid = new URL(c.req.url).pathname.slice('/xrpc/'.length)
+    if (!isValidNsid(nsid)) throw new InvalidRequestError('invalid xrpc path')
     const route = this.routes.get(nsid)
     if (!route && this.fallback) return this.fallback(c, nsid)
     const lexType = methodType(nsid)
