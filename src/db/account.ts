@@ -2,7 +2,7 @@
  * The owner's account-side state besides the repo: app passwords (with the
  * refresh tokens issued for them) and `app.bsky.*` preferences.
  */
-import { and, asc, desc, eq, like, notInArray, or } from 'drizzle-orm'
+import { and, asc, desc, eq, isNull, like, notInArray, or, sql } from 'drizzle-orm'
 import type { Db } from './client'
 import { schema } from './client'
 
@@ -73,4 +73,37 @@ export const replacePreferences = async (db: Db, opts: { namespace: string; keep
   }
   const insert = db.orm.insert(accountPref).values(values.map((v) => ({ name: v.name, valueJson: JSON.stringify(v.value) })))
   await db.batch([remove, insert])
+}
+
+export interface AccountCounts {
+  root: { cid: string; rev: string } | null
+  records: number
+  blocks: number
+  prefs: number
+  expectedBlobs: number
+  importedBlobs: number
+}
+
+/** The figures of checkAccountStatus, in one batch (full counts: called rarely, by migration tools). */
+export const countAccountState = async (db: Db): Promise<AccountCounts> => {
+  const { repoRoot, record, block, recordBlob, blob } = schema
+  const [roots, records, blocks, prefs, expected, imported] = (await db.batch([
+    db.orm.select({ cid: repoRoot.cid, rev: repoRoot.rev }).from(repoRoot).limit(1),
+    db.orm.select({ n: sql<number>`count(*)` }).from(record),
+    db.orm.select({ n: sql<number>`count(*)` }).from(block).where(isNull(block.removedAt)),
+    db.orm.select({ n: sql<number>`count(*)` }).from(accountPref),
+    db.orm.select({ n: sql<number>`count(distinct ${recordBlob.blobCid})` }).from(recordBlob),
+    db.orm
+      .select({ n: sql<number>`count(distinct ${recordBlob.blobCid})` })
+      .from(recordBlob)
+      .innerJoin(blob, eq(blob.cid, recordBlob.blobCid)),
+  ])) as [{ cid: string; rev: string }[], ...{ n: number }[][]]
+  return {
+    root: roots[0] ?? null,
+    records: Number(records[0].n),
+    blocks: Number(blocks[0].n),
+    prefs: Number(prefs[0].n),
+    expectedBlobs: Number(expected[0].n),
+    importedBlobs: Number(imported[0].n),
+  }
 }

@@ -6,7 +6,8 @@
 import { createAppPassword } from '../auth/app-passwords'
 import { AuthScope } from '../auth/scope'
 import { createServiceJwt } from '../auth/service-jwt'
-import { deleteAppPassword, listAppPasswords } from '../db/account'
+import { countAccountState, deleteAppPassword, listAppPasswords } from '../db/account'
+import { resolveDid } from '../identity/resolver'
 import { isIn, PRIVILEGED_METHODS, PROTECTED_METHODS } from '../proxy/target'
 import { InvalidRequestError } from './errors'
 import type { XrpcRouter } from './router'
@@ -20,6 +21,18 @@ const ATPROTO_DID_REF = /^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.-]+(%3[aA]\d+)?)(
 /** No email can be sent from here yet: say what the owner can do instead. */
 const NO_EMAIL_SENDER =
   'This PDS cannot send email. Its owner sets the email address with PDS_EMAIL (and PDS_EMAIL_CONFIRMED) in wrangler.toml.'
+/** What the owner changes in the deployment's settings rather than through an app. */
+const BY_OPERATOR: Record<string, string> = {
+  'com.atproto.identity.updateHandle':
+    'The handle of this PDS is its PDS_HANDLE setting: change it in wrangler.toml and redeploy (the PDS then announces it to the network).',
+  'com.atproto.server.deactivateAccount': 'This single-user PDS is deactivated by its owner stopping the Worker (wrangler delete), not through the API.',
+  'com.atproto.server.activateAccount': 'The account of this single-user PDS is always active.',
+  'com.atproto.server.requestAccountDelete': 'The account of this single-user PDS is deleted by its owner deleting the deployment (see the README).',
+  'com.atproto.server.deleteAccount': 'The account of this single-user PDS is deleted by its owner deleting the deployment (see the README).',
+  'com.atproto.identity.requestPlcOperationSignature': 'PLC operations are signed with the rotation key its owner keeps (see the README: migration).',
+  'com.atproto.identity.signPlcOperation': 'PLC operations are signed with the rotation key its owner keeps (see the README: migration).',
+}
+
 const PASSWORD_BY_OPERATOR = 'The password of this PDS is set by its owner with the PDS_PASSWORD secret (see the README); it cannot be reset by email.'
 
 export const registerAccountMethods = (x: XrpcRouter): void => {
@@ -55,6 +68,32 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
     }
     return { token: await createServiceJwt(deps.config.signingKey, { iss: deps.config.did, aud, lxm, exp }) }
   })
+
+  // What migration tools ask before and after moving an account here.
+  x.query('com.atproto.server.checkAccountStatus', 'access', async ({ deps }) => {
+    const cfg = deps.config
+    const [counts, didDoc] = await Promise.all([countAccountState(deps.db), resolveDid(cfg, deps.env.CACHE, cfg.did).catch(() => null)])
+    const key = didDoc?.verificationMethod?.find((m) => m.id === '#atproto' || m.id === `${cfg.did}#atproto`)
+    const pds = didDoc?.service?.find((s) => s.id === '#atproto_pds' || s.id === `${cfg.did}#atproto_pds`)
+    return {
+      activated: true,
+      // The world must find this PDS and its key in the DID document.
+      validDid: key?.publicKeyMultibase === cfg.signingKey.did().slice('did:key:'.length) && pds?.serviceEndpoint === cfg.serviceUrl,
+      repoCommit: counts.root?.cid ?? '',
+      repoRev: counts.root?.rev ?? '',
+      repoBlocks: counts.blocks,
+      indexedRecords: counts.records,
+      privateStateValues: counts.prefs,
+      expectedBlobs: counts.expectedBlobs,
+      importedBlobs: counts.importedBlobs,
+    }
+  })
+
+  const byOperator = (nsid: string) => async (): Promise<never> => {
+    throw new InvalidRequestError(BY_OPERATOR[nsid])
+  }
+  // deleteAccount proves itself with a password and an emailed token, not a session.
+  for (const nsid of Object.keys(BY_OPERATOR)) x.procedure(nsid, nsid.endsWith('.deleteAccount') ? 'none' : 'access-full', byOperator(nsid))
 
   // Invite codes do not exist on a single-user PDS; the app still asks.
   x.query('com.atproto.server.getAccountInviteCodes', 'access-full', async () => ({ codes: [] }))

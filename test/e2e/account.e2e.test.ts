@@ -591,30 +591,22 @@ describe('resolveHandle', () => {
 })
 
 describe('protected methods are never forwarded', () => {
-  // Account-management methods this PDS does not implement itself.
-  const protectedCalls: [method: 'GET' | 'POST', nsid: string, body?: unknown][] = [
-    ['GET', 'com.atproto.server.requestAccountDelete'],
-    ['POST', 'com.atproto.server.requestAccountDelete'],
-    ['POST', 'com.atproto.server.RequestAccountDelete'],
-    ['GET', 'com.atproto.identity.updateHandle'],
-    ['POST', 'com.atproto.identity.updateHandle', { handle: 'mallory.test' }],
-    ['POST', 'com.atproto.server.deactivateAccount', {}],
-    ['POST', 'com.atproto.identity.signPlcOperation', {}],
-    ['POST', 'com.atproto.admin.sendEmail', { recipientDid: 'did:plc:ewvi7nxzyoun6zhxrhs64oiz', content: 'hi', senderDid: 'did:plc:ewvi7nxzyoun6zhxrhs64oiz' }],
-  ]
   const send = (p: { url: string }, method: 'GET' | 'POST', nsid: string, body: unknown, headers: Record<string, string>) =>
     request(p, `/xrpc/${nsid}`, {
       method,
       headers: { ...headers, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
       body: method === 'POST' ? JSON.stringify(body ?? {}) : undefined,
     })
-
-  test('400 InvalidToken "Bad token method" with a valid token, with atproto-proxy, or with no token; the AppView sees none', async () => {
-    const proxy = { 'atproto-proxy': `${stub.did}#bsky_appview` }
+  test('a protected method with no local handler: 400 InvalidToken "Bad token method" with a token, with atproto-proxy, or with none; the AppView sees none', async () => {
+    const proxyTo = { 'atproto-proxy': `${stub.did}#bsky_appview` }
     const bearer = { authorization: `Bearer ${oursB.token}` }
+    const calls: [method: 'GET' | 'POST', nsid: string, body?: unknown][] = [
+      ['POST', 'com.atproto.server.RequestAccountDelete'],
+      ['POST', 'com.atproto.admin.sendEmail', { recipientDid: 'did:plc:ewvi7nxzyoun6zhxrhs64oiz', content: 'hi', senderDid: 'did:plc:ewvi7nxzyoun6zhxrhs64oiz' }],
+    ]
     stub.clear()
-    for (const [method, nsid, body] of protectedCalls) {
-      for (const headers of [bearer, { ...bearer, ...proxy }, proxy]) {
+    for (const [method, nsid, body] of calls) {
+      for (const headers of [bearer, { ...bearer, ...proxyTo }, proxyTo]) {
         const res = await send(oursB, method, nsid, body, headers)
         if (res.status !== 400 || res.body?.error !== 'InvalidToken' || res.body?.message !== 'Bad token method') {
           throw new Error(`${method} ${nsid} ${JSON.stringify(headers)}: ${show(res)}`)
@@ -623,19 +615,39 @@ describe('protected methods are never forwarded', () => {
     }
     expect(stub.requests).toEqual([])
     // The check can fail: an ordinary method with the same header does get through.
-    expectStatus(await send(oursB, 'GET', 'com.example.account.notProtected', undefined, { ...bearer, ...proxy }), 200)
+    expectStatus(await send(oursB, 'GET', 'com.example.account.notProtected', undefined, { ...bearer, ...proxyTo }), 200)
     expect(stub.requests.map((r) => r.nsid)).toEqual(['com.example.account.notProtected'])
   })
 
-  test('the reference also refuses them with a 400 (it implements them, so a GET is the wrong verb there)', async () => {
-    if (!ref) return
+  test('account management a single-user PDS does through its settings: a 400 that says how, never forwarded', async () => {
+    const proxyTo = { 'atproto-proxy': `${stub.did}#bsky_appview` }
+    const bearer = { authorization: `Bearer ${oursB.token}` }
+    const calls: [nsid: string, body: unknown, mentions: string][] = [
+      ['com.atproto.identity.updateHandle', { handle: 'mallory.test' }, 'PDS_HANDLE'],
+      ['com.atproto.server.deactivateAccount', {}, 'owner'],
+      ['com.atproto.server.requestAccountDelete', undefined, 'README'],
+      ['com.atproto.identity.signPlcOperation', {}, 'rotation key'],
+    ]
+    stub.clear()
+    for (const [nsid, body, mentions] of calls) {
+      for (const headers of [bearer, { ...bearer, ...proxyTo }]) {
+        const res = await send(oursB, 'POST', nsid, body, headers)
+        expect({ nsid, status: res.status, error: res.body?.error }).toEqual({ nsid, status: 400, error: 'InvalidRequest' })
+        expect(String(res.body?.message)).toContain(mentions)
+      }
+      // Without a session they are refused before anything else.
+      expectXrpcError(await send(oursB, 'POST', nsid, body, {}), 401, 'AuthMissing')
+    }
+    expect(stub.requests).toEqual([])
+  })
+
+  test('a GET of them is the wrong verb, on both (the reference implements them too)', async () => {
     for (const nsid of ['com.atproto.server.requestAccountDelete', 'com.atproto.identity.updateHandle']) {
       const variants: Record<string, string>[] = [{}, { 'atproto-proxy': `${UNREACHABLE_APPVIEW.did}#bsky_appview` }]
       for (const headers of variants) {
-        const [a, b] = await Promise.all([ours, ref].map((p) => send(p, 'GET', nsid, undefined, { authorization: `Bearer ${p.token}`, ...headers })))
-        expectXrpcError(a as XrpcResponse, 400, 'InvalidToken', 'Bad token method')
-        // Reference: 400 InvalidRequest "Incorrect HTTP method (GET) expected POST"; both stay local with a 400.
-        expect(b?.status).toBe(400)
+        const [a, b] = await Promise.all([ours, ref].filter(Boolean).map((p) => send(p!, 'GET', nsid, undefined, { authorization: `Bearer ${p!.token}`, ...headers })))
+        expectXrpcError(a as XrpcResponse, 400, 'InvalidRequest', 'Incorrect HTTP method (GET) expected POST')
+        if (b) expectXrpcError(b as XrpcResponse, 400, 'InvalidRequest', 'Incorrect HTTP method (GET) expected POST')
       }
     }
   })
