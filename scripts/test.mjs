@@ -60,6 +60,10 @@ if (only.length === 0) {
 if (existsSync(join(root, 'test/peers/ensure-installed.mjs'))) {
   run('reference PDS peer install', process.execPath, ['test/peers/ensure-installed.mjs'])
 }
+// The real-AppView suite's peers (apt Postgres + Redis, @atproto/dev-env): a few minutes once, then cached.
+if (existsSync(join(root, 'test/appview/ensure-installed.mjs')) && (only.length === 0 || only.some((a) => a.includes('appview')))) {
+  run('AppView peer install', process.execPath, ['test/appview/ensure-installed.mjs'])
+}
 const e2e = spawnSync(bin('bun'), ['test', ...only], { stdio: ['ignore', 'pipe', 'pipe'], env, maxBuffer: 256 * 1024 * 1024 })
 const e2eOut = `${e2e.stdout}${e2e.stderr}`
 process.stdout.write(e2eOut)

@@ -30,8 +30,10 @@ export interface StartPdsOptions {
   password?: string
   persistDir?: string
   port?: number
-  /** Extra or overriding `--var NAME:value` settings. */
+  /** Extra or overriding `--var NAME:value` settings (a `PDS_DID` here is also the returned `did`). */
   vars?: Record<string, string>
+  /** The account's secp256k1 signing key (hex); a new one by default. E.g. the key a did:plc names. */
+  signingKeyHex?: string
   /** Another wrangler config (only for testing the harness itself). */
   wranglerConfig?: string
 }
@@ -42,7 +44,7 @@ export interface PdsProcess {
   /** The URL the PDS believes it is served on (PDS_HOSTNAME): http://localhost:<port>. */
   publicUrl: string
   port: number
-  /** The account's DID, did:web:localhost%3A<port> (also the service DID). */
+  /** The account's DID: did:web:localhost%3A<port> (also the service DID) unless vars.PDS_DID says otherwise. */
   did: string
   handle: string
   password: string
@@ -193,11 +195,13 @@ export const startPds = async (opts: StartPdsOptions = {}): Promise<PdsProcess> 
   const persistDir = opts.persistDir ?? (await mkdtemp(join(tmpdir(), 'pds-e2e-')))
   const handle = opts.handle ?? DEFAULT_HANDLE
   const password = opts.password ?? DEFAULT_PASSWORD
-  const keypair = await Secp256k1Keypair.create({ exportable: true })
+  const keypair = opts.signingKeyHex
+    ? await Secp256k1Keypair.import(opts.signingKeyHex, { exportable: true })
+    : await Secp256k1Keypair.create({ exportable: true })
   const signingKeyHex = toHex(await keypair.export())
   const jwtSecret = randomBytes(32).toString('hex')
   const hostname = `localhost:${port}`
-  const did = `did:web:localhost%3A${port}`
+  const did = opts.vars?.PDS_DID ?? `did:web:localhost%3A${port}`
   const configArgs = opts.wranglerConfig ? ['--config', opts.wranglerConfig] : []
 
   const vars: Record<string, string> = {
