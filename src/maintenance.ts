@@ -7,8 +7,7 @@
  */
 import { deleteCollectableBlobs } from './db/blobs'
 import { openDb, type Db } from './db/client'
-import { deleteExpiredRefreshTokensBounded } from './db/maintenance'
-import { deleteRemovedBlocks } from './db/repo'
+import { deleteDueRemovedBlocks, deleteExpiredRefreshTokensBounded } from './db/maintenance'
 import { pruneEventsBefore } from './db/seq'
 import { saveStateValue, STATE_MAINTENANCE, STATE_RELAY_CRAWL } from './db/status'
 import { loadConfig, type WorkerEnv } from './env'
@@ -77,7 +76,7 @@ export const runMaintenance = async (env: WorkerEnv): Promise<MaintenanceReport>
   const db = openDb(env.DB)
   const now = Date.now()
   const iso = (ms: number): string => new Date(ms).toISOString()
-  const removedBlocks = await attempt('blocks', () => deleteRemovedBlocks(db, iso(now - REMOVED_BLOCK_RETENTION_MS), MAX_BLOCKS_PER_RUN), 0)
+  const removedBlocks = await attempt('blocks', () => deleteDueRemovedBlocks(db, iso(now - REMOVED_BLOCK_RETENTION_MS), MAX_BLOCKS_PER_RUN), 0)
   const deletedBlobs = await attempt(
     'blobs',
     async () => {

@@ -1,12 +1,30 @@
 /**
- * Bounded clean-up queries the cron needs beyond the per-area ones (blocks,
- * events and blobs have theirs in repo.ts, seq.ts and blobs.ts).
+ * Bounded clean-up queries of the cron that have no home in the per-area
+ * files (events and blobs have theirs in seq.ts and blobs.ts). Each is one
+ * DELETE whose subquery picks at most `limit` due rows and whose WHERE checks
+ * them again, so it is atomic and never needs more than three parameters.
  */
-import { inArray, lte } from 'drizzle-orm'
+import { and, inArray, lte } from 'drizzle-orm'
 import type { Db } from './client'
 import { schema } from './client'
 
-const { refreshToken } = schema
+const { block, refreshToken } = schema
+
+/**
+ * Deletes at most `limit` blocks removed from the repo at or before `before`.
+ * A block a commit brought back meanwhile has its mark cleared, so the
+ * re-check keeps it. (repo.ts's deleteRemovedBlocks selects and deletes in two
+ * round trips, chunked by 100 CIDs plus one more parameter: D1 refuses that
+ * with "too many SQL variables" as soon as 100 blocks are due.)
+ */
+export const deleteDueRemovedBlocks = async (db: Db, before: string, limit: number): Promise<number> => {
+  const victims = db.orm.select({ cid: block.cid }).from(block).where(lte(block.removedAt, before)).limit(limit)
+  const deleted = await db.orm
+    .delete(block)
+    .where(and(inArray(block.cid, victims), lte(block.removedAt, before)))
+    .returning({ cid: block.cid })
+  return deleted.length
+}
 
 /**
  * Deletes at most `limit` refresh tokens that expired at or before `now` and

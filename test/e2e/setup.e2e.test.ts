@@ -270,7 +270,7 @@ describe('did:plc on a loopback PLC directory', () => {
     const state = json(dir, '.pds-setup.json')
     expect(state.did).toMatch(/^did:plc:[a-z2-7]{24}$/)
     expect(state.plc.published).toBe(true)
-    const data = await (await fetch(`${plcUrl}/${state.did}/data`)).json()
+    const data = (await (await fetch(`${plcUrl}/${state.did}/data`)).json()) as any
     const backup = json(dir, 'pds-keys-backup.json')
     expect(data.rotationKeys).toEqual([backup.rotationKey.didKey, backup.signingKey.didKey])
     expect(data.verificationMethods).toEqual({ atproto: backup.signingKey.didKey })
@@ -287,7 +287,7 @@ describe('did:plc on a loopback PLC directory', () => {
     const again = await setup(dir, '--plc-url', plcUrl)
     expect(again.code, again.out).toBe(0)
     expect(snapshot(dir)).toEqual(before)
-    const log = await (await fetch(`${plcUrl}/${state.did}/log`)).json()
+    const log = (await (await fetch(`${plcUrl}/${state.did}/log`)).json()) as unknown[]
     expect(log.length).toBe(1)
   })
 
