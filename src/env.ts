@@ -29,6 +29,10 @@ export interface Secrets {
   PLC_URL?: string
   /** "true" when the owner's email (PDS_EMAIL) is known to be confirmed. */
   PDS_EMAIL_CONFIRMED?: string
+  /** Sender address of confirmation codes (needs the EMAIL send_email binding). */
+  PDS_EMAIL_FROM?: string
+  /** Optional `[[send_email]]` binding: without it the email methods answer 400. */
+  EMAIL?: SendEmail
 }
 
 export type WorkerEnv = Env & Secrets
@@ -46,6 +50,8 @@ export interface Config {
   email: string | null
   /** Reported by getSession; clients nag the owner to confirm an unconfirmed email. */
   emailConfirmed: boolean
+  /** From address of the codes the email methods send (PDS_EMAIL_FROM), or null. */
+  emailFrom: string | null
   password: PasswordSetting
   jwtSecret: Uint8Array
   signingKey: Secp256k1Keypair
@@ -179,6 +185,7 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     handle,
     email: env.PDS_EMAIL?.trim().toLowerCase() || null,
     emailConfirmed: env.PDS_EMAIL_CONFIRMED?.trim().toLowerCase() === 'true',
+    emailFrom: env.PDS_EMAIL_FROM?.trim() || null,
     password,
     jwtSecret: new TextEncoder().encode(jwtSecret),
     signingKey,

@@ -13,6 +13,7 @@ import type { AppEnv } from './xrpc/context'
 import { toXrpcError, XrpcError } from './xrpc/errors'
 import { mountWellKnown, registerIdentityMethods } from './xrpc/identity'
 import { registerAccountMethods } from './xrpc/account'
+import { registerEmailMethods } from './xrpc/email'
 import { registerPreferenceMethods } from './xrpc/preferences'
 import { proxyXrpc, registerProxiedMethods } from './xrpc/proxy'
 import { registerRepoMethods } from './xrpc/repo'
@@ -28,6 +29,7 @@ registerRepoMethods(router)
 registerSyncMethods(router)
 registerIdentityMethods(router)
 registerAccountMethods(router)
+registerEmailMethods(router)
 registerPreferenceMethods(router)
 registerProxiedMethods(router)
 router.setFallback(proxyXrpc)

@@ -2,7 +2,7 @@
  * `pds_state`: a few named facts kept across deploys (for instance the handle
  * last announced on the firehose), read and written as plain strings.
  */
-import { eq, sql } from 'drizzle-orm'
+import { eq, inArray, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
 import { schema } from './client'
@@ -13,6 +13,14 @@ export const getState = async (db: Db, key: string): Promise<string | null> => {
   const [row] = await db.orm.select({ value: pdsState.value }).from(pdsState).where(eq(pdsState.key, key)).limit(1)
   return row?.value ?? null
 }
+
+/** Several values in one read; missing keys are absent from the map. */
+export const getStates = async (db: Db, keys: string[]): Promise<Map<string, string>> => {
+  const rows = await db.orm.select({ key: pdsState.key, value: pdsState.value }).from(pdsState).where(inArray(pdsState.key, keys))
+  return new Map(rows.map((r) => [r.key, r.value]))
+}
+
+export const deleteStateStatement = (db: Db, key: string): BatchItem<'sqlite'> => db.orm.delete(pdsState).where(eq(pdsState.key, key))
 
 export const setStateStatement = (db: Db, key: string, value: string, now: string): BatchItem<'sqlite'> =>
   db.orm

@@ -18,9 +18,6 @@ const HOUR_MS = 60 * MINUTE_MS
 /** A did:plc or did:web DID, optionally with a `#service` reference (the `aud` getServiceAuth accepts). */
 const ATPROTO_DID_REF = /^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.-]+(%3[aA]\d+)?)(#[a-zA-Z0-9_-]+)?$/
 
-/** No email can be sent from here yet: say what the owner can do instead. */
-const NO_EMAIL_SENDER =
-  'This PDS cannot send email. Its owner sets the email address with PDS_EMAIL (and PDS_EMAIL_CONFIRMED) in wrangler.toml.'
 /** What the owner changes in the deployment's settings rather than through an app. */
 const BY_OPERATOR: Record<string, string> = {
   'com.atproto.identity.updateHandle':
@@ -98,13 +95,6 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
   // Invite codes do not exist on a single-user PDS; the app still asks.
   x.query('com.atproto.server.getAccountInviteCodes', 'access-full', async () => ({ codes: [] }))
 
-  const noEmail = async (): Promise<never> => {
-    throw new InvalidRequestError(NO_EMAIL_SENDER)
-  }
-  x.procedure('com.atproto.server.requestEmailConfirmation', 'access', noEmail)
-  x.procedure('com.atproto.server.confirmEmail', 'access', noEmail)
-  x.procedure('com.atproto.server.requestEmailUpdate', 'access-full', noEmail)
-  x.procedure('com.atproto.server.updateEmail', 'access-full', noEmail)
   const noReset = async (): Promise<never> => {
     throw new InvalidRequestError(PASSWORD_BY_OPERATOR)
   }

@@ -6,6 +6,7 @@ import { verifyAppPassword } from '../auth/app-passwords'
 import { createSessionTokens, revokeSession, rotateSession } from '../auth/session'
 import { verifyPassword } from '../auth/password'
 import { resolveOwnAccount } from '../identity/did-doc'
+import { getEmailState } from '../email/account-email'
 import { resolveDid } from '../identity/resolver'
 import type { Deps } from './context'
 import type { XrpcRouter } from './router'
@@ -19,14 +20,14 @@ const MAX_PASSWORD_LENGTH = 512
  * Clients read the PDS endpoint from `didDoc`; like the reference, a
  * document that cannot be resolved right now is left out, not an error.
  */
-const accountView = async ({ config: cfg, env }: Deps) => {
-  const didDoc = await resolveDid(cfg, env.CACHE, cfg.did).catch(() => undefined)
+const accountView = async ({ config: cfg, env, db }: Deps) => {
+  const [didDoc, email] = await Promise.all([resolveDid(cfg, env.CACHE, cfg.did).catch(() => undefined), getEmailState(db, cfg)])
   return {
     did: cfg.did,
     ...(didDoc ? { didDoc } : {}),
     handle: cfg.handle,
-    ...(cfg.email ? { email: cfg.email } : {}),
-    emailConfirmed: cfg.emailConfirmed,
+    ...(email.address ? { email: email.address } : {}),
+    emailConfirmed: email.confirmed,
     active: true,
   }
 }
@@ -55,7 +56,9 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     }
     // Check the password even for an unknown identifier, so timing tells nothing.
     const passwordOk = await verifyPassword(cfg.password, password)
-    const isOwner = resolveOwnAccount(cfg, identifier) !== null || (cfg.email !== null && identifier.toLowerCase() === cfg.email)
+    // An email identifier is compared with the current address (it may have been updated through the app).
+    const email = identifier.includes('@') ? (await getEmailState(deps.db, cfg)).address : null
+    const isOwner = resolveOwnAccount(cfg, identifier) !== null || (email !== null && identifier.toLowerCase() === email.toLowerCase())
     // Not the owner's password: maybe one of the app passwords.
     const grant = passwordOk ? null : await verifyAppPassword(deps.db, cfg.did, password)
     if (!(passwordOk || grant) || !isOwner) throw new AuthRequiredError('Invalid identifier or password')
