@@ -101,7 +101,7 @@ describe('re-announcing to relays (cron)', () => {
     const second = await runCron()
     expect(second.crawl).toBe('recently requested')
     expect(crawls.length).toBe(1)
-  })
+  }, 60_000)
 
   test('after the interval it asks again; not while a relay is subscribed', async () => {
     const age = async (): Promise<void> => {
@@ -118,7 +118,7 @@ describe('re-announcing to relays (cron)', () => {
     } finally {
       await relaySocket.close()
     }
-  })
+  }, 60_000)
 })
 
 describe('clean-up (cron)', () => {
@@ -170,35 +170,35 @@ describe('clean-up (cron)', () => {
 
   test('the report counts exactly what was due', () => {
     expect(report).toMatchObject({ removedBlocks: removedOld.length, prunedEvents: 5, expiredTokens: 2, deletedBlobs: 1 })
-  })
+  }, 60_000)
 
   test('blocks: the aged removed ones are gone; recently removed and live blocks all stay', async () => {
     expect((await sql<{ cid: string }>('SELECT cid FROM block WHERE removed_at IS NOT NULL ORDER BY cid')).map((r) => r.cid)).toEqual(removedRecent)
     expect((await sql<{ cid: string }>('SELECT cid FROM block WHERE removed_at IS NULL ORDER BY cid')).map((r) => r.cid)).toEqual(live)
     const car = expectStatus(await xget(pds, 'com.atproto.sync.getRepo', { did: pds.did }), 200)
     expect((await verifyRepoCar(car.bytes, pds.did, pds.didKey)).records.size).toBe(4)
-  })
+  }, 60_000)
 
   test('events: the five aged ones are gone, the newest (aged too) and the rest stay', async () => {
     expect((await sql<{ seq: number }>('SELECT seq FROM repo_seq ORDER BY seq')).map((r) => r.seq)).toEqual(seqs.slice(5))
-  })
+  }, 60_000)
 
   test('tokens: the expired ones are gone, the valid one stays', async () => {
     expect((await sql<{ id: string }>('SELECT id FROM refresh_token ORDER BY id')).map((r) => r.id)).toEqual(validIds)
-  })
+  }, 60_000)
 
   test('blobs: the expired upload is gone, the fresh one stays', async () => {
     const cids = (await sql<{ cid: string }>('SELECT cid FROM blob ORDER BY cid')).map((r) => r.cid)
     expect(cids).toContain(freshBlobCid)
     expect(cids).not.toContain(oldBlobCid)
-  })
+  }, 60_000)
 
   test('idempotent: the next run finds nothing to do and changes nothing', async () => {
     const again = await runCron()
     expect(again).toMatchObject({ removedBlocks: 0, prunedEvents: 0, expiredTokens: 0, deletedBlobs: 0 })
     expect((await sql('SELECT count(*) AS n FROM block'))[0].n).toBe(live.length + removedRecent.length)
     expect((await sql('SELECT count(*) AS n FROM repo_seq'))[0].n).toBe(seqs.length - 5)
-  })
+  }, 60_000)
 
   test('bounded: a backlog is worked off over several runs (5000 blocks, 5000 events, 1000 tokens per run)', async () => {
     const fake = (n: number, select: string): string =>

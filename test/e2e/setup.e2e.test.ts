@@ -93,7 +93,7 @@ describe('did:web, offline', () => {
     ]) {
       expect(first.out).toContain(cmd)
     }
-  })
+  }, 60_000)
 
   test('.dev.vars holds a valid key, a JWT secret and only a salted hash of the printed password', async () => {
     const vars = devVars(dir)
@@ -109,7 +109,7 @@ describe('did:web, offline', () => {
     }
     const key = await Secp256k1Keypair.import(vars.PDS_SIGNING_KEY)
     expect(json(dir, '.pds-setup.json').signingDidKey).toBe(key.did())
-  })
+  }, 60_000)
 
   test('wrangler.toml: the vars and Custom Domains are set, everything else (comments included) kept', () => {
     const toml = readFileSync(join(dir, 'wrangler.toml'), 'utf8')
@@ -122,7 +122,7 @@ describe('did:web, offline', () => {
     const now = toml.split('\n')
     for (const line of kept) expect(now).toContain(line)
     expect(now.length).toBe(original.split('\n').length + 2) // the routes line and its comment
-  })
+  }, 60_000)
 
   test('the key backup matches the key in use, and the owner is told to save it', async () => {
     const backup = json(dir, 'pds-keys-backup.json')
@@ -131,12 +131,12 @@ describe('did:web, offline', () => {
     expect(backup.did).toBe('did:web:pds.example.test')
     expect(statSync(join(dir, 'pds-keys-backup.json')).mode & 0o777).toBe(0o600)
     expect(first.out).toContain('SAVE YOUR KEY BACKUP NOW')
-  })
+  }, 60_000)
 
   test('DNS: the handle under the PDS host needs no TXT record', () => {
     expect(first.out).toContain('handle alice.pds.example.test: nothing to add')
     expect(first.out).not.toContain('_atproto.')
-  })
+  }, 60_000)
 
   test('re-running (with or without the same password) changes no file at all', async () => {
     const before = snapshot(dir)
@@ -147,7 +147,7 @@ describe('did:web, offline', () => {
     const withPassword = await setup(dir, '--password', generatedPassword(first.out), '--hostname', 'pds.example.test', '--did', 'web')
     expect(withPassword.code, withPassword.out).toBe(0)
     expect(snapshot(dir)).toEqual(before)
-  })
+  }, 60_000)
 
   test('a different host name on re-run is refused and changes nothing', async () => {
     const before = snapshot(dir)
@@ -155,7 +155,7 @@ describe('did:web, offline', () => {
     expect(res.code).toBe(1)
     expect(res.out).toContain('makes a new identity')
     expect(snapshot(dir)).toEqual(before)
-  })
+  }, 60_000)
 
   test('the PDS runs on the generated config: login with the generated password, commits signed by the generated key', async () => {
     const persist = mkdtempSync(join(tmpdir(), 'pds-setup-state-'))
@@ -227,7 +227,7 @@ describe('existing keys are never overwritten', () => {
     // A handle elsewhere needs its _atproto TXT record.
     expect(res.out).toContain('_atproto.carol.example.org')
     expect(res.out).toContain('TXT  "did=did:web:pds.example.test"')
-  })
+  }, 60_000)
 
   test('a lost .dev.vars is not silently replaced by new keys; --from-backup restores the same key', async () => {
     const dir = projectCopy()
@@ -244,7 +244,7 @@ describe('existing keys are never overwritten', () => {
     rmSync(backup)
     expect(restored.code, restored.out).toBe(0)
     expect(devVars(dir).PDS_SIGNING_KEY).toBe(key)
-  })
+  }, 60_000)
 })
 
 describe('did:plc on a loopback PLC directory', () => {
@@ -261,7 +261,7 @@ describe('did:plc on a loopback PLC directory', () => {
 
   afterAll(async () => {
     await plc?.destroy()
-  })
+  }, 60_000)
 
   test('the genesis op is published; the directory serves our keys, handle and endpoint; re-run changes nothing', async () => {
     const dir = projectCopy()
@@ -289,7 +289,7 @@ describe('did:plc on a loopback PLC directory', () => {
     expect(snapshot(dir)).toEqual(before)
     const log = (await (await fetch(`${plcUrl}/${state.did}/log`)).json()) as unknown[]
     expect(log.length).toBe(1)
-  })
+  }, 60_000)
 
   test('an unreachable directory: the DID is still decided, the owner gets the command, a later run publishes it', async () => {
     const dir = projectCopy()
@@ -305,5 +305,5 @@ describe('did:plc on a loopback PLC directory', () => {
     expect(json(dir, '.pds-setup.json').plc.published).toBe(true)
     expect(json(dir, '.pds-setup.json').did).toBe(state.did)
     expect((await fetch(`${plcUrl}/${state.did}/data`)).status).toBe(200)
-  })
+  }, 60_000)
 })

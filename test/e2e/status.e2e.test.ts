@@ -121,7 +121,7 @@ test('the page shows exactly what the API says, in a real browser; screenshot sa
   await page.screenshot({ path: SCREENSHOT, fullPage: true })
   console.log(`status page screenshot: ${SCREENSHOT}`)
   await page.close()
-})
+}, 60_000)
 
 test('nothing private: no email, password, keys, tokens or client address in the page or its JSON', async () => {
   const html = (await request(pds, '/')).text
@@ -136,7 +136,7 @@ test('nothing private: no email, password, keys, tokens or client address in the
   const res = await request(pds, '/')
   expect(res.headers.get('content-security-policy')).toContain("default-src 'none'")
   expect(res.headers.get('cache-control')).toBe('no-store')
-})
+}, 60_000)
 
 test('the JSON form: /status.json and GET / with Accept: application/json; a new write shows at once', async () => {
   const before = expectStatus(await request(pds, '/status.json'), 200).body
@@ -147,7 +147,7 @@ test('the JSON form: /status.json and GET / with Accept: application/json; a new
   expect(after.repo.records).toBe(before.repo.records + 1)
   expect(after.repo.rev > before.repo.rev).toBe(true)
   expect(after.repo.blocks).toBe((await carFigures()).blocks)
-})
+}, 60_000)
 
 test('npm run status prints the same figures from the command line', async () => {
   const status = expectStatus(await request(pds, '/status.json'), 200).body
@@ -166,4 +166,4 @@ test('npm run status prints the same figures from the command line', async () =>
   const down = spawnSync('npm', ['run', '--silent', 'status', '--', 'http://127.0.0.1:9'], { cwd: REPO_ROOT, env, encoding: 'utf8' })
   expect(down.status).toBe(1)
   expect(down.stderr).toContain('Cannot reach http://127.0.0.1:9')
-})
+}, 60_000)
