@@ -99,7 +99,7 @@ const main = async (): Promise<void> => {
   await both((name) => sequentialWrites(agents[name], pair[name].did, CONFIG.warmup))
 
   // 0: the fixed cost of one request through each stack (GET / touches no database; _health runs `select 1`).
-  for (const [path, label] of [['/', 'GET / p50 (no database: fixed cost)'], ['/xrpc/_health', 'GET /xrpc/_health p50']]) {
+  for (const [path, label] of [['/robots.txt', 'GET /robots.txt p50 (no database: fixed cost)'], ['/xrpc/_health', 'GET /xrpc/_health p50']]) {
     const pings = await interleave(pair, 2, (s) => getLatencies(s, path, CONFIG.pings / 2))
     const p50 = (name: ServerName) => percentile(pings[name].flatMap((r) => r.result), 50)
     report.add(label, 'ms', p50('ours'), p50('ref'), 'lower')

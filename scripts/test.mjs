@@ -60,6 +60,13 @@ if (only.length === 0) {
 if (existsSync(join(root, 'test/peers/ensure-installed.mjs'))) {
   run('reference PDS peer install', process.execPath, ['test/peers/ensure-installed.mjs'])
 }
+// The status page is checked in Debian's Chromium: install it on a fresh machine (root, as in CI).
+if (!existsSync('/usr/bin/chromium') && (only.length === 0 || only.some((a) => a.includes('status')))) {
+  const apt = { ...env, DEBIAN_FRONTEND: 'noninteractive' }
+  console.log('\n=== installing chromium (apt-get) for the status page test')
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env: apt })
+  spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'chromium'], { stdio: 'inherit', env: apt })
+}
 // The real-AppView suite's peers (apt Postgres + Redis, @atproto/dev-env): a few minutes once, then cached.
 if (existsSync(join(root, 'test/appview/ensure-installed.mjs')) && (only.length === 0 || only.some((a) => a.includes('appview')))) {
   run('AppView peer install', process.execPath, ['test/appview/ensure-installed.mjs'])

@@ -13,9 +13,8 @@ const { block, refreshToken } = schema
 /**
  * Deletes at most `limit` blocks removed from the repo at or before `before`.
  * A block a commit brought back meanwhile has its mark cleared, so the
- * re-check keeps it. (repo.ts's deleteRemovedBlocks selects and deletes in two
- * round trips, chunked by 100 CIDs plus one more parameter: D1 refuses that
- * with "too many SQL variables" as soon as 100 blocks are due.)
+ * re-check keeps it. One statement, not select-then-delete: nothing can
+ * land in between, and no bound parameter per block (D1 allows 100).
  */
 export const deleteDueRemovedBlocks = async (db: Db, before: string, limit: number): Promise<number> => {
   const victims = db.orm.select({ cid: block.cid }).from(block).where(lte(block.removedAt, before)).limit(limit)

@@ -168,24 +168,6 @@ export const writeCommit = async (db: Db, w: CommitWrite): Promise<void> => {
   await db.batch(commitStatements(db, w))
 }
 
-/** Deletes blocks removed from the repo before `before`; bounded per call. */
-export const deleteRemovedBlocks = async (db: Db, before: string, limit: number): Promise<number> => {
-  const victims = await db.orm
-    .select({ cid: block.cid })
-    .from(block)
-    .where(lte(block.removedAt, before))
-    .limit(limit)
-  if (victims.length === 0) return 0
-  await db.batch(
-    chunk(
-      victims.map((v) => v.cid),
-      MAX_PARAMS,
-      // Re-checked here: a commit may have brought a block back since the select.
-    ).map((part) => db.orm.delete(block).where(and(inArray(block.cid, part), lte(block.removedAt, before)))),
-  )
-  return victims.length
-}
-
 /** When the repo was created (its genesis commit), or null before that. */
 export const getRepoCreatedAt = async (db: Db): Promise<string | null> => {
   const [row] = await db.orm

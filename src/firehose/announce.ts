@@ -11,7 +11,7 @@
 import type { Db } from '../db/client'
 import { appendEventStatements, getState, setStateStatement } from '../db/state'
 import { ANNOUNCED_HANDLE } from '../repo/commit'
-import { requestCrawl, type CrawlResult } from './crawl'
+import { LAST_CRAWL_REQUEST_KEY, requestCrawl, type CrawlResult } from './crawl'
 import { encodeIdentityEvent } from './events'
 
 export const announceHandleIfChanged = async (db: Db, did: string, handle: string): Promise<boolean> => {
@@ -27,7 +27,6 @@ export const announceHandleIfChanged = async (db: Db, did: string, handle: strin
 }
 
 const CRAWL_INTERVAL_MS = 60 * 60 * 1000
-const CRAWL_KEY = 'firehose:last-crawl-request'
 let lastCheckInIsolate = 0
 
 /**
@@ -43,9 +42,9 @@ export const requestCrawlIfQuiet = async (opts: {
   const now = Date.now()
   if (opts.relays.length === 0 || now - lastCheckInIsolate < CRAWL_INTERVAL_MS) return null
   lastCheckInIsolate = now
-  if (await opts.kv.get(CRAWL_KEY)) return null
+  if (await opts.kv.get(LAST_CRAWL_REQUEST_KEY)) return null
   if ((await opts.subscribers()) > 0) return null
-  await opts.kv.put(CRAWL_KEY, new Date(now).toISOString(), { expirationTtl: CRAWL_INTERVAL_MS / 1000 })
+  await opts.kv.put(LAST_CRAWL_REQUEST_KEY, new Date(now).toISOString(), { expirationTtl: CRAWL_INTERVAL_MS / 1000 })
   const results = await requestCrawl(opts.relays, opts.hostname)
   console.log(JSON.stringify({ job: 'requestCrawl', results }))
   return results

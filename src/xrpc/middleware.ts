@@ -2,7 +2,7 @@
  * The per-request middleware: builds the handlers' `Deps` (typed config, a
  * counted D1 client, the repo context whose commits poke the firehose), runs
  * once-per-isolate background checks, and writes one structured log line per
- * request (method, path, status, duration, D1 round trips) for `wrangler tail`.
+ * request (method, path and NSID, status, duration, D1 round trips) for `wrangler tail`.
  * Tokens and bodies are never logged.
  */
 import { createMiddleware } from 'hono/factory'
@@ -11,6 +11,7 @@ import { loadConfig, type Config, type WorkerEnv } from '../env'
 import { announceHandleIfChanged, requestCrawlIfQuiet } from '../firehose/announce'
 import { firehoseHub } from '../firehose/hub'
 import type { AppEnv, Deps } from './context'
+import { toXrpcError } from './errors'
 
 let identityChecked = false
 
@@ -47,6 +48,8 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
   const requestId = crypto.randomUUID()
   c.set('requestId', requestId)
   const db = openDb(c.env.DB)
+  // Set when this middleware itself throws (a broken setting): the error handler answers after we log.
+  let failedStatus: number | undefined
   try {
     const config = await loadConfig(c.env)
     const waitUntil = (p: Promise<unknown>): void => c.executionCtx.waitUntil(p)
@@ -66,14 +69,19 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
     c.set('deps', deps)
     checkIdentityOnce(c.env, config, waitUntil)
     await next()
+  } catch (err) {
+    failedStatus = toXrpcError(err).status
+    throw err
   } finally {
     c.header('x-request-id', requestId)
+    const path = new URL(c.req.url).pathname
     console.log(
       JSON.stringify({
         requestId,
         method: c.req.method,
-        path: new URL(c.req.url).pathname,
-        status: c.res.status,
+        path,
+        ...(path.startsWith('/xrpc/') ? { nsid: path.slice('/xrpc/'.length) } : {}),
+        status: failedStatus ?? c.res.status,
         ms: Date.now() - started,
         d1: db.stats,
         did: c.get('authDid'),

@@ -9,7 +9,8 @@ import { parseCid } from '@atproto/lex-data'
 import { Repo, WriteOpAction } from '@atproto/repo'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { openDb } from '../../src/db/client'
-import { type CommitWrite, deleteRemovedBlocks, getRepoCreatedAt, getRoot, isStaleCommitError, writeCommit } from '../../src/db/repo'
+import { deleteDueRemovedBlocks } from '../../src/db/maintenance'
+import { type CommitWrite, getRepoCreatedAt, getRoot, isStaleCommitError, writeCommit } from '../../src/db/repo'
 import { encodeCommitEvent } from '../../src/firehose/events'
 import { commitWrites, ensureRepo, type RepoContext } from '../../src/repo/commit'
 import { prepareCreate, prepareDelete, type PreparedCreate } from '../../src/repo/prepare'
@@ -140,7 +141,7 @@ describe('commit batch guards', () => {
 describe('removed blocks', () => {
   beforeEach(wipeDatabase)
 
-  it('are marked with the removing rev, not deleted; deleteRemovedBlocks only takes old marked ones', async () => {
+  it('are marked with the removing rev, not deleted; deleteDueRemovedBlocks only takes old marked ones', async () => {
     const ctx = await newRepoContext()
     const marks = async () =>
       (await workerEnv.DB.prepare('SELECT cid, removed_rev, removed_at FROM block WHERE removed_rev IS NOT NULL').all<Mark>()).results
@@ -174,9 +175,9 @@ describe('removed blocks', () => {
     const total = (await rowCounts()).block
     const times = m2.map((r) => Date.parse(r.removed_at))
     const cutoff = new Date(Math.max(...times)).toISOString()
-    expect(await deleteRemovedBlocks(ctx.db, new Date(Math.min(...times) - 1).toISOString(), 1000)).toBe(0)
-    expect(await deleteRemovedBlocks(ctx.db, cutoff, 1)).toBe(1)
-    expect(await deleteRemovedBlocks(ctx.db, cutoff, 1000)).toBe(m2.length - 1)
+    expect(await deleteDueRemovedBlocks(ctx.db, new Date(Math.min(...times) - 1).toISOString(), 1000)).toBe(0)
+    expect(await deleteDueRemovedBlocks(ctx.db, cutoff, 1)).toBe(1)
+    expect(await deleteDueRemovedBlocks(ctx.db, cutoff, 1000)).toBe(m2.length - 1)
     expect((await rowCounts()).block).toBe(total - m2.length)
     expect((await marks()).map((r) => r.cid).sort()).toEqual([...byC3].sort())
 
@@ -215,38 +216,40 @@ describe('removed blocks', () => {
   })
 })
 
-describe('removed-block clean-up racing a commit', () => {
+describe('removed-block clean-up', () => {
   beforeEach(wipeDatabase)
 
-  // BUG (src/db/repo.ts deleteRemovedBlocks): victims are selected in one
-  // round trip and deleted by CID in another, without re-checking that they
-  // are still removed. A commit landing in between that brings a block back
-  // (a record put back to an earlier value, MST nodes restored by deleting a
-  // key) clears its mark, and the clean-up then deletes a live block: the
-  // repo no longer exports or verifies.
-  it('does not delete a block that a commit brought back meanwhile', async () => {
+  // One DELETE picks and re-checks its victims, so a commit cannot slip in
+  // between (an earlier select-then-delete could remove a block a commit had
+  // just brought back).
+  it('never deletes a block a commit brought back, however old its removal', async () => {
     const ctx = await newRepoContext()
     const v1 = await prepareThing(ctx.did, 'v1', 'k')
     await commitWrites(ctx, [v1])
     await commitWrites(ctx, [{ ...(await prepareThing(ctx.did, 'v2', 'k')), action: 'update' }])
-    // The old value was removed long ago (past the retention window).
     const longAgo = new Date(Date.now() - 2 * 3600 * 1000).toISOString()
     await workerEnv.DB.prepare('UPDATE block SET removed_at = ? WHERE removed_rev IS NOT NULL').bind(longAgo).run()
+    await commitWrites(ctx, [{ ...v1, action: 'update' }])
 
-    // The clean-up's delete round trip happens right after a commit that puts v1 back.
-    const db = openDb(workerEnv.DB)
-    const racing = {
-      ...db,
-      batch: async (statements: Parameters<typeof db.batch>[0]) => {
-        await commitWrites(ctx, [{ ...v1, action: 'update' }])
-        return db.batch(statements)
-      },
-    }
-    await deleteRemovedBlocks(racing, new Date(Date.now() - 3600 * 1000).toISOString(), 1000)
+    await deleteDueRemovedBlocks(ctx.db, new Date(Date.now() - 3600 * 1000).toISOString(), 1000)
 
     const row = await workerEnv.DB.prepare('SELECT removed_rev FROM block WHERE cid = ?').bind(v1.cid.toString()).first()
     expect(row).toEqual({ removed_rev: null })
     expect(recordsOf(await verifyStoredRepo(ctx))).toEqual(new Map([[`${v1.collection}/k`, v1.cid.toString()]]))
+  })
+
+  it('deletes more than 100 due blocks in one call (no bound parameter per block)', async () => {
+    const ctx = await newRepoContext()
+    const things = await Promise.all(Array.from({ length: 150 }, (_, i) => prepareThing(ctx.did, `t${i}`, `r${i}`)))
+    await commitWrites(ctx, things)
+    await commitWrites(ctx, things.map((t) => prepareDelete({ did: ctx.did, collection: t.collection, rkey: t.rkey })))
+    const longAgo = new Date(Date.now() - 2 * 3600 * 1000).toISOString()
+    await workerEnv.DB.prepare('UPDATE block SET removed_at = ? WHERE removed_rev IS NOT NULL').bind(longAgo).run()
+    const due = (await workerEnv.DB.prepare('SELECT count(*) AS n FROM block WHERE removed_at IS NOT NULL').first<{ n: number }>())!.n
+    expect(due).toBeGreaterThan(150)
+    expect(await deleteDueRemovedBlocks(ctx.db, new Date(Date.now() - 3600 * 1000).toISOString(), 1000)).toBe(due)
+    const { live, reachable } = await liveAndReachableBlocks(ctx.db)
+    expect(live).toEqual(reachable)
   })
 })
 
