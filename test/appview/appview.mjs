@@ -27,29 +27,13 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
 import module from 'node:module'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { freePort, HOST, isMainModule, listenOnLoopback, spawnPeer, stopOnExitSignals } from '../shared/peer-process.mjs'
 import { appviewNode, ensureInstalled, postgresBin, redisServerBin } from './ensure-installed.mjs'
 
-const HOST = '127.0.0.1'
 const READY_TIMEOUT_MS = 60_000
-
-// Like test/peers: express apps `listen(port)` on every interface; keep the PLC on IPv4 loopback.
-function listenOnLoopback(app) {
-  const listen = app.listen.bind(app)
-  app.listen = (port, ...rest) => (typeof rest[0] === 'string' ? listen(port, ...rest) : listen(port, HOST, ...rest))
-}
-
-async function freePort() {
-  const srv = net.createServer()
-  await new Promise((resolve, reject) => srv.once('error', reject).listen(0, HOST, resolve))
-  const { port } = srv.address()
-  await new Promise((resolve) => srv.close(resolve))
-  return port
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const toHex = (bytes) => Buffer.from(bytes).toString('hex')
@@ -386,46 +370,20 @@ export async function startAppview(opts) {
  */
 export async function spawnAppview(opts) {
   await ensureInstalled() // here rather than in the child, so its time isn't in timeoutMs
-  // stdin is a pipe from us: when it closes (we exited or crashed) the child stops too, so an aborted
-  // test run leaves no orphan Postgres, Redis or AppView holding ports.
-  const child = spawn(appviewNode(), ['--no-deprecation', fileURLToPath(import.meta.url)], {
-    env: { ...process.env, APPVIEW_OPTS: JSON.stringify(opts), APPVIEW_STOP_ON_STDIN_EOF: '1' },
-    stdio: ['pipe', 'pipe', 'inherit'],
+  return spawnPeer({
+    name: 'appview',
+    node: appviewNode(),
+    nodeArgs: ['--no-deprecation'],
+    script: fileURLToPath(import.meta.url),
+    env: { APPVIEW_OPTS: JSON.stringify(opts) },
+    // The JSON line is the one starting with `{"ready":true`; anything else is passed on.
+    isReady: (line) => line.startsWith('{"ready":true'),
+    timeoutMs: opts.timeoutMs ?? 120_000,
   })
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  const lines = readline.createInterface({ input: child.stdout })
-  let timer
-  try {
-    const info = await Promise.race([
-      new Promise((resolve) => {
-        // The JSON line is the one starting with `{"ready":true`; anything else is passed on.
-        lines.on('line', (l) => {
-          if (l.startsWith('{"ready":true')) resolve(JSON.parse(l))
-          else process.stderr.write(`[appview] ${l}\n`)
-        })
-      }),
-      exited.then((code) => Promise.reject(new Error(`AppView launcher exited early (${code})`))),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error('AppView start timed out')), opts.timeoutMs ?? 120_000)
-      }),
-    ])
-    return {
-      ...info,
-      stop: async () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-        await exited
-      },
-    }
-  } catch (err) {
-    child.kill('SIGKILL')
-    throw err
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
-// CLI: start, print one JSON line (stdout), stop cleanly on SIGINT/SIGTERM (or stdin EOF when asked).
-if (process.argv[1] && (await fs.realpath(process.argv[1])) === fileURLToPath(import.meta.url)) {
+// CLI: start, print one JSON line (stdout), stop cleanly on SIGINT/SIGTERM (or stdin EOF when spawned).
+if (isMainModule(import.meta.url)) {
   // Cache compiled code of the ~700 packages between runs (Node >= 22.1): a faster start after the first.
   module.enableCompileCache?.(path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_modules', '.cache', 'compile'))
   const opts = JSON.parse(process.env.APPVIEW_OPTS || '{}')
@@ -433,16 +391,5 @@ if (process.argv[1] && (await fs.realpath(process.argv[1])) === fileURLToPath(im
   const av = await startAppview(opts)
   const { stop, ...info } = av
   console.log(JSON.stringify({ ready: true, ...info, pid: process.pid }))
-  let stopping = false
-  const shutdown = async () => {
-    if (stopping) return
-    stopping = true
-    const force = setTimeout(() => process.exit(1), 20_000)
-    await stop()
-    clearTimeout(force)
-    process.exit(0)
-  }
-  process.on('SIGINT', shutdown)
-  process.on('SIGTERM', shutdown)
-  if (process.env.APPVIEW_STOP_ON_STDIN_EOF) process.stdin.on('end', shutdown).on('close', shutdown).resume()
+  stopOnExitSignals(stop)
 }

@@ -7,31 +7,10 @@
  * Known, intended differences are listed where they are allowed, with why.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
-import { type PdsProcess, REPO_ROOT, startPds, stopPds } from './harness'
+import { type PdsProcess, startPds, stopPds } from './harness'
+import { HAVE_REFERENCE, ourPeer, type Peer, type ReferencePds, referencePeer, spawnReference } from './helpers/reference-peer'
 import { createSession, expectStatus, type XrpcResponse, xget, xpost } from './xrpc-client'
 
-interface Peer {
-  url: string
-  did: string
-  handle: string
-  password: string
-  token: string
-}
-
-interface ReferencePds {
-  url: string
-  did: string
-  handle: string
-  password: string
-  accessJwt: string
-  stop(): Promise<void>
-}
-
-const REFERENCE = join(REPO_ROOT, 'test/peers/reference-pds.mjs')
-/** Without the peers (a trimmed checkout) the comparison is skipped, not failed. */
-const HAVE_REFERENCE = existsSync(REFERENCE)
 const HANDLE = 'alice.test'
 const PASSWORD = 'oracle-password-1'
 
@@ -40,21 +19,18 @@ let refPds: ReferencePds
 let ours: Peer
 let ref: Peer
 
+// Without the peers (a trimmed checkout) the comparison is skipped, not failed.
 beforeAll(async () => {
   if (!HAVE_REFERENCE) return
-  const mod = (await import(REFERENCE as string)) as {
-    spawnReferencePds(opts: Record<string, unknown>): Promise<ReferencePds>
-  }
   const [p, r] = await Promise.all([
     // Like the reference peer, no AppView: unknown methods have nowhere to go.
     startPds({ handle: HANDLE, password: PASSWORD, vars: { BSKY_APPVIEW_URL: '' } }),
-    mod.spawnReferencePds({ handle: HANDLE, password: PASSWORD, timeoutMs: 90_000 }),
+    spawnReference({ handle: HANDLE, password: PASSWORD }),
   ])
   pds = p
-  refPds = r
-  const s = await createSession(pds, HANDLE, PASSWORD)
-  ours = { url: pds.url, did: pds.did, handle: HANDLE, password: PASSWORD, token: s.accessJwt }
-  ref = { url: r.url, did: r.did, handle: r.handle, password: PASSWORD, token: r.accessJwt }
+  refPds = r as ReferencePds
+  ours = await ourPeer(pds)
+  ref = referencePeer(refPds)
 }, 240_000)
 
 afterAll(async () => {

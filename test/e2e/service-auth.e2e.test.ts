@@ -10,38 +10,19 @@
  * service DID is did:web:localhost).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
-import { type PdsProcess, REPO_ROOT, startPds, stopPds } from './harness'
+import { type PdsProcess, startPds, stopPds } from './harness'
 import { blobCid, getBlob, makeMp4, sha256Hex, uploadBlobRaw } from './helpers/blobs'
 import { type EchoService, startEchoService } from './helpers/echo-service'
-import { createSession, decodeJwt, decodeJwtHeader, expectStatus, request, show, type XrpcResponse, xget, xpost } from './xrpc-client'
+import { onEachPeer, ourPeer, type Peer as BasePeer, type ReferencePds, referencePeer, spawnReference } from './helpers/reference-peer'
+import { createSession, decodeJwt, decodeJwtHeader, expectStatus, expectXrpcError, request, show, type XrpcResponse, xget, xpost } from './xrpc-client'
 
-interface Peer {
-  name: 'ours' | 'ref'
-  url: string
-  did: string
-  handle: string
-  password: string
-  token: string
+interface Peer extends BasePeer {
   /** The DID uploadBlob tokens must be addressed to (describeServer's did). */
   serviceDid: string
 }
 
-interface ReferencePds {
-  url: string
-  plcUrl: string
-  did: string
-  handle: string
-  password: string
-  accessJwt: string
-  stop(): Promise<void>
-}
-
-const REFERENCE = join(REPO_ROOT, 'test/peers/reference-pds.mjs')
-const HAVE_REFERENCE = existsSync(REFERENCE)
 const HANDLE = 'alice.test'
 const PASSWORD = 'service-auth-password-1'
 const UPLOAD = 'com.atproto.repo.uploadBlob'
@@ -57,24 +38,18 @@ const serviceDidOf = async (p: { url: string }): Promise<string> =>
 
 beforeAll(async () => {
   echo = await startEchoService()
-  const mod = HAVE_REFERENCE
-    ? ((await import(REFERENCE as string)) as { spawnReferencePds(o: Record<string, unknown>): Promise<ReferencePds> })
-    : undefined
-  const [p, r] = await Promise.all([
+  ;[pds, refPds] = await Promise.all([
     startPds({
       handle: HANDLE,
       password: PASSWORD,
       vars: { BSKY_APPVIEW_URL: echo.url, BSKY_APPVIEW_DID: echo.did, PLC_URL: echo.url },
     }),
-    mod?.spawnReferencePds({ handle: HANDLE, password: PASSWORD, timeoutMs: 90_000 }),
+    spawnReference({ handle: HANDLE, password: PASSWORD }),
   ])
-  pds = p
-  refPds = r
-  const session = await createSession(pds, HANDLE, PASSWORD)
-  ours = { name: 'ours', url: pds.url, did: pds.did, handle: HANDLE, password: PASSWORD, token: session.accessJwt, serviceDid: await serviceDidOf(pds) }
-  if (r) {
-    ref = { name: 'ref', url: r.url, did: r.did, handle: r.handle, password: PASSWORD, token: r.accessJwt, serviceDid: await serviceDidOf(r) }
-    echo.setPlcUrl(r.plcUrl)
+  ours = { ...(await ourPeer(pds)), serviceDid: await serviceDidOf(pds) }
+  if (refPds) {
+    ref = { ...referencePeer(refPds), serviceDid: await serviceDidOf(refPds) }
+    echo.setPlcUrl(refPds.plcUrl)
   }
 }, 150_000)
 
@@ -83,23 +58,7 @@ afterAll(async () => {
 })
 
 /** Runs the same check on our PDS and on the reference; failures are labelled with the server. */
-const onBoth = async (check: (p: Peer) => Promise<void>): Promise<void> => {
-  const failures: string[] = []
-  for (const p of ref ? [ours, ref] : [ours]) {
-    try {
-      await check(p)
-    } catch (err) {
-      failures.push(`[${p.name}] ${(err as Error).message}`)
-    }
-  }
-  if (failures.length) throw new Error(failures.join('\n\n'))
-}
-
-const expectError = (res: XrpcResponse, status: number, error: string, message?: string): void => {
-  const got = { status: res.status, error: res.body?.error, ...(message === undefined ? {} : { message: res.body?.message }) }
-  const want = { status, error, ...(message === undefined ? {} : { message }) }
-  if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`expected ${JSON.stringify(want)}, got ${show(res)}`)
-}
+const onBoth = (check: (p: Peer) => Promise<void>): Promise<void> => onEachPeer(ref ? [ours, ref] : [ours], check)
 
 type Params = Record<string, string | number | undefined>
 /** getServiceAuth with the account session, another token, or (null) none. */
@@ -157,7 +116,7 @@ describe('getServiceAuth tokens are accepted by the service they name', () => {
       const payload = decodeJwt(jwt)
       expect('lxm' in payload).toBe(false)
       expect(payload.exp - payload.iat).toBe(60)
-      expectError(await presentToEcho(jwt, 'com.example.echo.ping'), 401, 'BadJwtLexiconMethod')
+      expectXrpcError(await presentToEcho(jwt, 'com.example.echo.ping'), 401, 'BadJwtLexiconMethod')
       echo.expectToken('com.example.echo.any', { aud: echo.did, lxm: null })
       expectStatus(await presentToEcho(jwt, 'com.example.echo.any'), 200)
     })
@@ -181,12 +140,12 @@ describe('getServiceAuth refusals', () => {
       ]
       for (const [params, status, error, message] of cases) {
         try {
-          expectError(await serviceAuth(p, params), status, error, message)
+          expectXrpcError(await serviceAuth(p, params), status, error, message)
         } catch (err) {
           throw new Error(`${JSON.stringify(params)}: ${(err as Error).message}`)
         }
       }
-      expectError(await serviceAuth(p, { aud: echo.did }, null), 401, 'AuthMissing', 'Authentication Required')
+      expectXrpcError(await serviceAuth(p, { aud: echo.did }, null), 401, 'AuthMissing', 'Authentication Required')
       // An hour minus a little, with a method, is fine.
       expect(decodeJwt(await mintVia(p, { aud: echo.did, lxm: 'a.b.c', exp: nowS() + 3500 })).lxm).toBe('a.b.c')
     })
@@ -196,7 +155,7 @@ describe('getServiceAuth refusals', () => {
     await onBoth(async (p) => {
       const plain = await appSession(p, 'svc-plain', false)
       for (const lxm of ['chat.bsky.convo.sendMessage', 'com.atproto.server.createAccount']) {
-        expectError(
+        expectXrpcError(
           await serviceAuth(p, { aud: echo.did, lxm }, plain),
           400,
           'InvalidRequest',
@@ -237,20 +196,20 @@ describe('uploadBlob with a service token, as the video service does', () => {
     await onBoth(async (p) => {
       const body = makeMp4()
       const upload = (jwt: string) => uploadBlobRaw(p, body, 'video/mp4', jwt)
-      expectError(
+      expectXrpcError(
         await upload(await mintVia(p, { aud: p.serviceDid, lxm: 'com.atproto.repo.createRecord' })),
         401,
         'BadJwtLexiconMethod',
         'bad jwt lexicon method ("lxm"). must match: com.atproto.repo.uploadBlob',
       )
       for (const aud of [echo.did, `${p.serviceDid}#atproto_pds`]) {
-        expectError(await upload(await mintVia(p, { aud, lxm: UPLOAD })), 401, 'BadJwtAudience', 'jwt audience does not match service did')
+        expectXrpcError(await upload(await mintVia(p, { aud, lxm: UPLOAD })), 401, 'BadJwtAudience', 'jwt audience does not match service did')
       }
       // Without lxm it is not recognisably a service token: the access-token check refuses it.
-      expectError(await upload(await mintVia(p, { aud: p.serviceDid })), 400, 'InvalidToken', 'Token could not be verified')
+      expectXrpcError(await upload(await mintVia(p, { aud: p.serviceDid })), 400, 'InvalidToken', 'Token could not be verified')
       const stranger = await Secp256k1Keypair.create()
       const forged = await createServiceJwt({ iss: p.did, aud: p.serviceDid, lxm: UPLOAD, keypair: stranger })
-      expectError(await upload(forged), 401, 'BadJwtSignature', 'jwt signature does not match jwt issuer')
+      expectXrpcError(await upload(forged), 401, 'BadJwtSignature', 'jwt signature does not match jwt issuer')
     })
   })
 
@@ -261,10 +220,10 @@ describe('uploadBlob with a service token, as the video service does', () => {
     // xrpc-server's verifier uses for an issuer outside its list.
     const stranger = await Secp256k1Keypair.create()
     const keyless = await createServiceJwt({ iss: echo.did, aud: ours.serviceDid, lxm: UPLOAD, keypair: stranger })
-    expectError(await uploadBlobRaw(ours, makeMp4(), 'video/mp4', keyless), 401, 'UntrustedIss', 'Untrusted issuer')
+    expectXrpcError(await uploadBlobRaw(ours, makeMp4(), 'video/mp4', keyless), 401, 'UntrustedIss', 'Untrusted issuer')
     if (ref) {
       const refKeyless = await createServiceJwt({ iss: echo.did, aud: ref.serviceDid, lxm: UPLOAD, keypair: stranger })
-      expectError(await uploadBlobRaw(ref, makeMp4(), 'video/mp4', refKeyless), 401, 'AuthenticationRequired', 'missing or bad key in did doc')
+      expectXrpcError(await uploadBlobRaw(ref, makeMp4(), 'video/mp4', refKeyless), 401, 'AuthenticationRequired', 'missing or bad key in did doc')
     }
   })
 
@@ -272,14 +231,14 @@ describe('uploadBlob with a service token, as the video service does', () => {
     await onBoth(async (p) => {
       const jwt = await mintVia(p, { aud: p.serviceDid, lxm: 'com.atproto.repo.createRecord' })
       const record = { $type: 'app.bsky.feed.post', text: 'x', createdAt: new Date().toISOString() }
-      expectError(
+      expectXrpcError(
         await xpost(p, 'com.atproto.repo.createRecord', { repo: p.did, collection: 'app.bsky.feed.post', record }, jwt),
         400,
         'InvalidToken',
         'Token could not be verified',
       )
       const upload = await mintVia(p, { aud: p.serviceDid, lxm: UPLOAD })
-      expectError(await xget(p, 'com.atproto.server.getSession', undefined, upload), 400, 'InvalidToken', 'Token could not be verified')
+      expectXrpcError(await xget(p, 'com.atproto.server.getSession', undefined, upload), 400, 'InvalidToken', 'Token could not be verified')
     })
   })
 
@@ -287,11 +246,11 @@ describe('uploadBlob with a service token, as the video service does', () => {
     const keypair = await Secp256k1Keypair.import(pds.signingKeyHex)
     const body = makeMp4()
     const expired = await createServiceJwt({ iss: pds.did, aud: pds.did, lxm: UPLOAD, exp: nowS() - 1, keypair })
-    expectError(await uploadBlobRaw(pds, body, 'video/mp4', expired), 401, 'JwtExpired', 'jwt expired')
+    expectXrpcError(await uploadBlobRaw(pds, body, 'video/mp4', expired), 401, 'JwtExpired', 'jwt expired')
     const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
     const signingInput = `${b64({ typ: 'at+jwt', alg: 'ES256K' })}.${b64({ iss: pds.did, aud: pds.did, lxm: UPLOAD, exp: nowS() + 60 })}`
     const typed = `${signingInput}.${Buffer.from(await keypair.sign(new TextEncoder().encode(signingInput))).toString('base64url')}`
-    expectError(await uploadBlobRaw(pds, body, 'video/mp4', typed), 401, 'BadJwtType', 'Invalid jwt type "at+jwt"')
+    expectXrpcError(await uploadBlobRaw(pds, body, 'video/mp4', typed), 401, 'BadJwtType', 'Invalid jwt type "at+jwt"')
     // The well-formed twin of both is accepted, so the refusals above are about exp and typ alone.
     const good = await createServiceJwt({ iss: pds.did, aud: pds.did, lxm: UPLOAD, keypair })
     expectStatus(await uploadBlobRaw(pds, body, 'video/mp4', good), 200)

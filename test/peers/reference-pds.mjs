@@ -9,32 +9,13 @@
 //   CLI: node test/peers/reference-pds.mjs  -> prints one JSON line, runs until SIGINT/SIGTERM.
 //
 // Nothing here needs the network: PLC is in memory, there is no email, no relay/crawler, no AppView.
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { freePort, isMainModule, listenOnLoopback, spawnPeer, stopOnExitSignals } from '../shared/peer-process.mjs'
 import { ensureInstalled } from './ensure-installed.mjs'
-
-// Bind only to IPv4 loopback. Both servers call `app.listen(port)` themselves, which would listen on
-// every interface, so we wrap that one express app's listen() to add the host.
-const HOST = '127.0.0.1'
-function listenOnLoopback(app) {
-  const listen = app.listen.bind(app)
-  app.listen = (port, ...rest) => (typeof rest[0] === 'string' ? listen(port, ...rest) : listen(port, HOST, ...rest))
-}
-
-// The PDS must know its port before it exists (its public URL and did:web are built from it).
-async function freePort() {
-  const srv = net.createServer()
-  await new Promise((resolve, reject) => srv.once('error', reject).listen(0, HOST, resolve))
-  const { port } = srv.address()
-  await new Promise((resolve) => srv.close(resolve))
-  return port
-}
 
 /**
  * @param {object} [opts]
@@ -74,6 +55,7 @@ export async function startReferencePds(opts = {}) {
       plcUrl = `http://localhost:${server.address().port}`
     }
 
+    // The PDS must know its port before it exists (its public URL and did:web are built from it).
     const port = opts.port ?? (await freePort())
     const env = {
       port,
@@ -128,56 +110,23 @@ export async function startReferencePds(opts = {}) {
  */
 export async function spawnReferencePds(opts = {}) {
   const { node } = await ensureInstalled() // here rather than in the child, so its time isn't in timeoutMs
-  // The child's stdin is a pipe from us: when it closes (we exited or crashed), the child stops too,
-  // so an aborted test run leaves no orphan PDS holding ports.
-  const child = spawn(node, [fileURLToPath(import.meta.url)], {
-    env: { ...process.env, REFERENCE_PDS_OPTS: JSON.stringify(opts), REFERENCE_PDS_STOP_ON_STDIN_EOF: '1' },
-    stdio: ['pipe', 'pipe', 'inherit'],
+  return spawnPeer({
+    name: 'reference-pds',
+    node,
+    script: fileURLToPath(import.meta.url),
+    env: { REFERENCE_PDS_OPTS: JSON.stringify(opts) },
+    isReady: (line) => line.startsWith('{'),
+    timeoutMs: opts.timeoutMs ?? 60_000,
   })
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  const lines = readline.createInterface({ input: child.stdout })
-  let timer
-  try {
-    const info = await Promise.race([
-      new Promise((resolve) => lines.once('line', (l) => resolve(JSON.parse(l)))),
-      exited.then((code) => Promise.reject(new Error(`reference PDS exited early (${code})`))),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error('reference PDS start timed out')), opts.timeoutMs ?? 60_000)
-      }),
-    ])
-    lines.on('line', (l) => process.stderr.write(`[reference-pds] ${l}\n`)) // anything later
-    return {
-      ...info,
-      pid: child.pid,
-      stop: async () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-        await exited
-      },
-    }
-  } catch (err) {
-    child.kill('SIGKILL')
-    throw err
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
-// CLI: start, print one JSON line (stdout), stop cleanly on SIGINT/SIGTERM.
-if (process.argv[1] && (await fs.realpath(process.argv[1])) === fileURLToPath(import.meta.url)) {
+// CLI: start, print one JSON line (stdout), stop cleanly on SIGINT/SIGTERM (or stdin EOF when spawned).
+if (isMainModule(import.meta.url)) {
   const opts = JSON.parse(process.env.REFERENCE_PDS_OPTS || '{}')
   const t0 = performance.now()
   const ref = await startReferencePds(opts)
   const { url, plcUrl, did, handle, password, email, accessJwt, refreshJwt, dataDir } = ref
   const startupMs = Math.round(performance.now() - t0)
   console.log(JSON.stringify({ url, plcUrl, did, handle, password, email, accessJwt, refreshJwt, dataDir, pid: process.pid, startupMs }))
-  let stopping = false
-  const shutdown = async () => {
-    if (stopping) return
-    stopping = true
-    await ref.stop()
-    process.exit(0)
-  }
-  process.on('SIGINT', shutdown)
-  process.on('SIGTERM', shutdown)
-  if (process.env.REFERENCE_PDS_STOP_ON_STDIN_EOF) process.stdin.on('end', shutdown).on('close', shutdown).resume()
+  stopOnExitSignals(ref.stop)
 }

@@ -1,24 +1,30 @@
 /**
- * Account management as clients use it: app passwords and their scopes,
- * preferences, session fields, the email methods, invite codes,
- * resolveHandle, and protected methods that must never be forwarded.
+ * Account settings as clients use them: preferences, session fields, the email
+ * methods (without an email sender), invite codes, resolveHandle, and the
+ * protected methods that must never be forwarded to the AppView.
  *
- * Wherever the reference PDS (@atproto/pds from test/peers) behaves the same,
- * the same request goes to both and the answers are compared; the reference
- * has an AppView configured at an unreachable loopback port, which is all it
- * needs to serve preferences itself. Two PDSes of ours run: `pds` (AppView
- * unreachable, owner email set and confirmed) and `pdsB` (AppView = a stub
- * that records what reaches it, no email).
+ * Wherever the reference PDS (test/peers) behaves the same, the same request
+ * goes to both and the answers are compared; the servers are described in
+ * helpers/account-fixture.ts. App passwords are account-app-passwords.e2e.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
+import { describe, expect, test } from 'bun:test'
 import { AtpAgent } from '@atproto/api'
-import { type PdsProcess, REPO_ROOT, startPds, stopPds } from './harness'
-import { type AppViewStub, startAppViewStub } from './helpers/account-appview-stub'
+import type { PdsProcess } from './harness'
+import type { AppViewStub } from './helpers/account-appview-stub'
+import {
+  type AccountServers,
+  appPasswordSession,
+  FRIEND,
+  HANDLE,
+  OWNER_EMAIL,
+  PASSWORD,
+  UNREACHABLE_APPVIEW,
+  uniqueName,
+  useAccountServers,
+} from './helpers/account-fixture'
+import type { Peer, ReferencePds } from './helpers/reference-peer'
 import {
   createSession,
-  decodeJwt,
   expectStatus,
   expectXrpcError,
   request,
@@ -29,295 +35,13 @@ import {
   xpost,
 } from './xrpc-client'
 
-interface Peer {
-  name: 'ours' | 'ref'
-  url: string
-  did: string
-  handle: string
-  password: string
-  /** The owner's access token (full access). */
-  token: string
-}
-
-interface ReferencePds {
-  url: string
-  did: string
-  handle: string
-  password: string
-  email: string
-  accessJwt: string
-  stop(): Promise<void>
-}
-
-const REFERENCE = join(REPO_ROOT, 'test/peers/reference-pds.mjs')
-/** Without the peers (a trimmed checkout) only our side is checked. */
-const HAVE_REFERENCE = existsSync(REFERENCE)
-const HANDLE = 'alice.test'
-const PASSWORD = 'account-password-1'
-const OWNER_EMAIL = 'owner@example.com'
-/** Nothing listens on port 1: every forwarded call fails to connect. */
-const UNREACHABLE_APPVIEW = { url: 'http://127.0.0.1:1', did: 'did:web:appview.invalid' }
-const FRIEND = { handle: 'friend.example.com', did: 'did:plc:ewvi7nxzyoun6zhxrhs64oiz' }
-
-let pds: PdsProcess
-let pdsB: PdsProcess
-let stub: AppViewStub
-let refPds: ReferencePds | undefined
-let ours: Peer
-let oursB: Peer
-let ref: Peer | undefined
-
-beforeAll(async () => {
-  stub = startAppViewStub({ [FRIEND.handle]: FRIEND.did, 'notadid.example.com': 'not-a-did' })
-  const mod = HAVE_REFERENCE
-    ? ((await import(REFERENCE as string)) as { spawnReferencePds(o: Record<string, unknown>): Promise<ReferencePds> })
-    : undefined
-  const [a, b, r] = await Promise.all([
-    startPds({
-      handle: HANDLE,
-      password: PASSWORD,
-      vars: {
-        BSKY_APPVIEW_URL: UNREACHABLE_APPVIEW.url,
-        BSKY_APPVIEW_DID: UNREACHABLE_APPVIEW.did,
-        PDS_EMAIL: OWNER_EMAIL,
-        PDS_EMAIL_CONFIRMED: 'true',
-      },
-    }),
-    startPds({
-      handle: HANDLE,
-      password: PASSWORD,
-      vars: { BSKY_APPVIEW_URL: stub.url, BSKY_APPVIEW_DID: stub.did, PDS_EMAIL_CONFIRMED: 'false' },
-    }),
-    mod?.spawnReferencePds({
-      handle: HANDLE,
-      password: PASSWORD,
-      timeoutMs: 90_000,
-      // Only the config matters: with an AppView the reference registers its own preference handlers.
-      env: { bskyAppViewUrl: UNREACHABLE_APPVIEW.url, bskyAppViewDid: UNREACHABLE_APPVIEW.did },
-    }),
-  ])
-  pds = a
-  pdsB = b
-  refPds = r
-  const [sa, sb] = await Promise.all([createSession(a, HANDLE, PASSWORD), createSession(b, HANDLE, PASSWORD)])
-  ours = { name: 'ours', url: a.url, did: a.did, handle: HANDLE, password: PASSWORD, token: sa.accessJwt }
-  oursB = { name: 'ours', url: b.url, did: b.did, handle: HANDLE, password: PASSWORD, token: sb.accessJwt }
-  if (r) ref = { name: 'ref', url: r.url, did: r.did, handle: r.handle, password: PASSWORD, token: r.accessJwt }
-}, 180_000)
-
-afterAll(async () => {
-  await Promise.all([stopPds(pds), stopPds(pdsB), refPds?.stop(), stub?.stop()])
-})
-
-const peers = (): Peer[] => (ref ? [ours, ref] : [ours])
-
-/** Runs the same check on our PDS and on the reference; failures are labelled with the server. */
-const onBoth = async (check: (p: Peer) => Promise<void>): Promise<void> => {
-  const failures: string[] = []
-  for (const p of peers()) {
-    try {
-      await check(p)
-    } catch (err) {
-      failures.push(`[${p.name}] ${(err as Error).message}`)
-    }
-  }
-  if (failures.length) throw new Error(failures.join('\n\n'))
-}
+let pds: PdsProcess, pdsB: PdsProcess, stub: AppViewStub, refPds: ReferencePds | undefined
+let ours: Peer, oursB: Peer, ref: Peer | undefined
+let peers: AccountServers['peers'], onBoth: AccountServers['onBoth'], expectSameError: AccountServers['expectSameError']
+useAccountServers((s) => ({ pds, pdsB, stub, refPds, ours, oursB, ref, peers, onBoth, expectSameError } = s))
 
 /** The error part of an answer, for comparing two servers. */
 const errorOf = (res: XrpcResponse) => ({ status: res.status, error: res.body?.error, message: res.body?.message })
-
-/** `call` gives exactly this error on our PDS, and the reference answers the same. */
-const expectSameError = async (
-  call: (p: Peer) => Promise<XrpcResponse>,
-  status: number,
-  error: string,
-  message: string,
-): Promise<void> => {
-  await onBoth(async (p) => expectXrpcError(await call(p), status, error, message))
-}
-
-/** An app password made by the owner, and a session logged in with it. */
-const appPasswordSession = async (p: Peer, name: string, privileged = false): Promise<{ password: string; session: Session }> => {
-  const res = expectStatus(await xpost(p, 'com.atproto.server.createAppPassword', { name, privileged }, p.token), 200)
-  return { password: res.body.password, session: await createSession(p, p.handle, res.body.password) }
-}
-
-/** Unique per run and per call, so tests never trip over each other's app passwords. */
-let counter = 0
-const uniqueName = (what: string): string => `${what}-${Date.now().toString(36)}-${counter++}`
-
-describe('app passwords', () => {
-  test('createAppPassword answers name, password (xxxx-xxxx-xxxx-xxxx), createdAt, privileged, in that order', async () => {
-    await onBoth(async (p) => {
-      const agent = new AtpAgent({ service: p.url })
-      await agent.login({ identifier: p.handle, password: p.password })
-      for (const privileged of [undefined, true]) {
-        const name = uniqueName('format')
-        const { data } = await agent.com.atproto.server.createAppPassword({ name, privileged })
-        expect(Object.keys(data)).toEqual(['name', 'password', 'createdAt', 'privileged'])
-        expect(data.name).toBe(name)
-        expect(data.password).toMatch(/^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$/)
-        expect(data.createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
-        expect(Math.abs(Date.parse(data.createdAt) - Date.now())).toBeLessThan(60_000)
-        expect(data.privileged).toBe(privileged === true)
-      }
-    })
-  })
-
-  test('listAppPasswords: newest first, without the password', async () => {
-    await onBoth(async (p) => {
-      const older = uniqueName('older')
-      const newer = uniqueName('newer')
-      expectStatus(await xpost(p, 'com.atproto.server.createAppPassword', { name: older }, p.token), 200)
-      await Bun.sleep(5) // distinct createdAt milliseconds
-      expectStatus(await xpost(p, 'com.atproto.server.createAppPassword', { name: newer, privileged: true }, p.token), 200)
-      const res = expectStatus(await xget(p, 'com.atproto.server.listAppPasswords', undefined, p.token), 200)
-      const list = res.body.passwords as { name: string; createdAt: string; privileged: boolean }[]
-      for (const entry of list) expect(Object.keys(entry)).toEqual(['name', 'createdAt', 'privileged'])
-      const names = list.map((e) => e.name)
-      expect(names.indexOf(newer)).toBeGreaterThanOrEqual(0)
-      expect(names.indexOf(newer)).toBeLessThan(names.indexOf(older))
-      const times = list.map((e) => e.createdAt)
-      expect(times).toEqual([...times].sort().reverse())
-      expect(list.find((e) => e.name === newer)?.privileged).toBe(true)
-      expect(list.find((e) => e.name === older)?.privileged).toBe(false)
-    })
-  })
-
-  test('logging in with an app password gives the appPass scope (appPassPrivileged when privileged), same answer fields', async () => {
-    await onBoth(async (p) => {
-      const normal = await appPasswordSession(p, uniqueName('scope'))
-      const privileged = await appPasswordSession(p, uniqueName('scope-priv'), true)
-      expect(decodeJwt(normal.session.accessJwt).scope).toBe('com.atproto.appPass')
-      expect(decodeJwt(privileged.session.accessJwt).scope).toBe('com.atproto.appPassPrivileged')
-      const owner = await createSession(p, p.handle, p.password)
-      expect(decodeJwt(owner.accessJwt).scope).toBe('com.atproto.access')
-      // Nothing in the answer tells an app-password login apart.
-      expect(Object.keys(normal.session)).toEqual(Object.keys(owner))
-      // The official client logs in with it like with any password.
-      const agent = new AtpAgent({ service: p.url })
-      await agent.login({ identifier: p.handle, password: normal.password })
-      expect(agent.session?.did).toBe(p.did)
-      expect(decodeJwt(agent.session?.accessJwt ?? '').scope).toBe('com.atproto.appPass')
-    })
-  })
-
-  test('an app-password session cannot create app passwords (400 InvalidToken "Bad token scope"), even privileged', async () => {
-    const sessions = new Map<Peer, Session[]>()
-    for (const p of peers()) {
-      sessions.set(p, [(await appPasswordSession(p, uniqueName('no-create'))).session, (await appPasswordSession(p, uniqueName('no-create-p'), true)).session])
-    }
-    for (const i of [0, 1]) {
-      await expectSameError(
-        (p) => xpost(p, 'com.atproto.server.createAppPassword', { name: uniqueName('nested') }, sessions.get(p)?.[i]?.accessJwt),
-        400,
-        'InvalidToken',
-        'Bad token scope',
-      )
-    }
-  })
-
-  test('direct messages: an app password gets "Bad token method", a privileged one reaches the (unreachable) AppView', async () => {
-    const sessions = new Map<Peer, { normal: Session; privileged: Session }>()
-    for (const p of peers()) {
-      sessions.set(p, {
-        normal: (await appPasswordSession(p, uniqueName('chat'))).session,
-        privileged: (await appPasswordSession(p, uniqueName('chat-priv'), true)).session,
-      })
-    }
-    const listConvos = (token?: string) => (p: Peer) => xget(p, 'chat.bsky.convo.listConvos', {}, token ?? p.token)
-    await expectSameError((p) => listConvos(sessions.get(p)?.normal.accessJwt)(p), 400, 'InvalidToken', 'Bad token method')
-    await expectSameError((p) => listConvos(sessions.get(p)?.privileged.accessJwt)(p), 502, 'UpstreamFailure', 'Upstream service unreachable')
-    await expectSameError(listConvos(), 502, 'UpstreamFailure', 'Upstream service unreachable')
-  })
-
-  test('a privileged app password reaches a live AppView with a service token; an ordinary one never does', async () => {
-    const normal = await appPasswordSession(oursB, uniqueName('stub-chat'))
-    const privileged = await appPasswordSession(oursB, uniqueName('stub-chat-priv'), true)
-    stub.clear()
-    expectXrpcError(await xget(oursB, 'chat.bsky.convo.listConvos', {}, normal.session.accessJwt), 400, 'InvalidToken', 'Bad token method')
-    expect(stub.requests).toEqual([])
-    const res = expectStatus(await xget(oursB, 'chat.bsky.convo.listConvos', { limit: 5 }, privileged.session.accessJwt), 200)
-    expect(res.body).toEqual({ ok: true, nsid: 'chat.bsky.convo.listConvos' })
-    expect(stub.requests.map((r) => r.path)).toEqual(['/xrpc/chat.bsky.convo.listConvos?limit=5'])
-    const jwt = (stub.requests[0]?.headers.authorization ?? '').replace(/^Bearer /, '')
-    expect(jwt).not.toBe(privileged.session.accessJwt)
-    expect(decodeJwt(jwt)).toMatchObject({ iss: pdsB.did, aud: stub.did, lxm: 'chat.bsky.convo.listConvos' })
-  })
-
-  test("revokeAppPassword ends that password's sessions (refresh: 400 ExpiredToken) and login; the owner is unaffected", async () => {
-    const gone = new Map<Peer, { password: string; session: Session }>()
-    const owner = new Map<Peer, Session>()
-    for (const p of peers()) {
-      const name = uniqueName('revoke')
-      gone.set(p, await appPasswordSession(p, name))
-      owner.set(p, await createSession(p, p.handle, p.password))
-      expectStatus(await xpost(p, 'com.atproto.server.revokeAppPassword', { name }, p.token), 200)
-      const list = expectStatus(await xget(p, 'com.atproto.server.listAppPasswords', undefined, p.token), 200)
-      expect((list.body.passwords as { name: string }[]).map((e) => e.name)).not.toContain(name)
-    }
-    await expectSameError(
-      (p) => xpost(p, 'com.atproto.server.refreshSession', undefined, gone.get(p)?.session.refreshJwt),
-      400,
-      'ExpiredToken',
-      'Token has been revoked',
-    )
-    await expectSameError(
-      (p) => xpost(p, 'com.atproto.server.createSession', { identifier: p.handle, password: gone.get(p)?.password }),
-      401,
-      'AuthenticationRequired',
-      'Invalid identifier or password',
-    )
-    await onBoth(async (p) => {
-      // Access tokens are stateless: the revoked one lives until it expires (as the reference).
-      expectStatus(await xget(p, 'com.atproto.server.getSession', undefined, gone.get(p)?.session.accessJwt), 200)
-      expectStatus(await xget(p, 'com.atproto.server.getSession', undefined, owner.get(p)?.accessJwt), 200)
-      const refreshed = expectStatus(await xpost(p, 'com.atproto.server.refreshSession', undefined, owner.get(p)?.refreshJwt), 200)
-      expect(decodeJwt(refreshed.body.accessJwt).scope).toBe('com.atproto.access')
-      // Revoking a name that does not exist is a silent success.
-      expectStatus(await xpost(p, 'com.atproto.server.revokeAppPassword', { name: uniqueName('never-made') }, p.token), 200)
-    })
-  })
-
-  test('refreshing an app-password session keeps its scope', async () => {
-    await onBoth(async (p) => {
-      for (const [privileged, scope] of [[false, 'com.atproto.appPass'], [true, 'com.atproto.appPassPrivileged']] as const) {
-        let { refreshJwt } = (await appPasswordSession(p, uniqueName('refresh'), privileged)).session
-        for (let i = 0; i < 2; i++) {
-          const res = expectStatus(await xpost(p, 'com.atproto.server.refreshSession', undefined, refreshJwt), 200)
-          expect(decodeJwt(res.body.accessJwt).scope).toBe(scope)
-          refreshJwt = res.body.refreshJwt
-        }
-      }
-    })
-  })
-
-  test('an app password may list and revoke app passwords (ACCESS_STANDARD, as the reference)', async () => {
-    await onBoth(async (p) => {
-      const victim = uniqueName('victim')
-      expectStatus(await xpost(p, 'com.atproto.server.createAppPassword', { name: victim }, p.token), 200)
-      const { session } = await appPasswordSession(p, uniqueName('lister'))
-      const list = expectStatus(await xget(p, 'com.atproto.server.listAppPasswords', undefined, session.accessJwt), 200)
-      expect((list.body.passwords as { name: string }[]).map((e) => e.name)).toContain(victim)
-      expectStatus(await xpost(p, 'com.atproto.server.revokeAppPassword', { name: victim }, session.accessJwt), 200)
-      const after = expectStatus(await xget(p, 'com.atproto.server.listAppPasswords', undefined, p.token), 200)
-      expect((after.body.passwords as { name: string }[]).map((e) => e.name)).not.toContain(victim)
-    })
-  })
-
-  test('a duplicate name is a 400 and leaves the first password working', async () => {
-    // Not compared: the reference answers 500 InternalServerError here (its
-    // SQLite primary-key error escapes), which no client can act on.
-    const name = uniqueName('dup')
-    const first = await appPasswordSession(ours, name)
-    const res = await xpost(ours, 'com.atproto.server.createAppPassword', { name }, ours.token)
-    expectXrpcError(res, 400, 'InvalidRequest', /already exists/)
-    const list = expectStatus(await xget(ours, 'com.atproto.server.listAppPasswords', undefined, ours.token), 200)
-    expect((list.body.passwords as { name: string }[]).filter((e) => e.name === name)).toHaveLength(1)
-    expect((await createSession(ours, HANDLE, first.password)).did).toBe(ours.did)
-  })
-})
 
 const PERSONAL = 'app.bsky.actor.defs#personalDetailsPref'
 const DECLARED_AGE = 'app.bsky.actor.defs#declaredAgePref'
