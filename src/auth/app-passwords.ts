@@ -7,9 +7,9 @@
 import { findAppPassword, findAppPasswordByHash, insertAppPassword, type AppPasswordRow } from '../db/account'
 import type { Db } from '../db/client'
 import { InvalidRequestError } from '../xrpc/errors'
+import { hex, randomBase32 } from './random'
 import { AuthScope } from './scope'
 
-const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
 const APP_PASSWORD_FORMAT = /^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$/
 
 export interface AppPasswordGrant {
@@ -18,15 +18,14 @@ export interface AppPasswordGrant {
 }
 
 const generatePassword = (): string => {
-  // 32 divides 256, so `byte % 32` is unbiased.
-  const chars = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => BASE32[b % 32])
-  return [0, 4, 8, 12].map((i) => chars.slice(i, i + 4).join('')).join('-')
+  const chars = randomBase32(16)
+  return [0, 4, 8, 12].map((i) => chars.slice(i, i + 4)).join('-')
 }
 
 /** A fast hash is enough for an 80-bit random secret, and lets login look it up directly. */
 const hashAppPassword = async (did: string, password: string): Promise<string> => {
   const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${did}\n${password}`))
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('')
+  return hex(new Uint8Array(digest))
 }
 
 export const createAppPassword = async (db: Db, did: string, name: string, privileged: boolean): Promise<AppPasswordRow & { password: string }> => {

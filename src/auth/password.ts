@@ -6,6 +6,8 @@
  * sits in Cloudflare. A plain value is accepted for local dev. PBKDF2 because
  * it is what Web Crypto offers in workerd (capped at 100,000 iterations there).
  */
+import { base64url } from 'jose'
+
 const HASH_PREFIX = 'pbkdf2-sha256$'
 export const PBKDF2_MAX_ITERATIONS = 100_000
 
@@ -14,17 +16,6 @@ export type PasswordSetting =
   | { kind: 'plain'; digest: Uint8Array }
 
 const encoder = new TextEncoder()
-
-const fromBase64Url = (s: string): Uint8Array => {
-  const b64 = s.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(s.length / 4) * 4, '=')
-  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))
-}
-
-export const toBase64Url = (bytes: Uint8Array): string =>
-  btoa(String.fromCharCode(...bytes))
-    .replace(/\+/g, '-')
-    .replace(/\//g, '_')
-    .replace(/=+$/, '')
 
 const sha256 = async (text: string): Promise<Uint8Array> =>
   new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(text)))
@@ -46,8 +37,8 @@ export const parsePasswordSetting = async (value: string): Promise<PasswordSetti
   let hash: Uint8Array
   let salt: Uint8Array
   try {
-    hash = fromBase64Url(hashText)
-    salt = fromBase64Url(saltText)
+    hash = base64url.decode(hashText)
+    salt = base64url.decode(saltText)
   } catch {
     throw new Error('PDS_PASSWORD hash: the salt and hash must be base64url')
   }
@@ -59,7 +50,7 @@ export const parsePasswordSetting = async (value: string): Promise<PasswordSetti
 export const hashPassword = async (password: string, iterations = PBKDF2_MAX_ITERATIONS): Promise<string> => {
   const salt = crypto.getRandomValues(new Uint8Array(16))
   const hash = await pbkdf2(password, salt, iterations)
-  return `${HASH_PREFIX}${iterations}$${toBase64Url(salt)}$${toBase64Url(hash)}`
+  return `${HASH_PREFIX}${iterations}$${base64url.encode(salt)}$${base64url.encode(hash)}`
 }
 
 const timingSafeEqual = (a: Uint8Array, b: Uint8Array): boolean => {

@@ -9,8 +9,10 @@
  * tokens with its `verifyJwt`.
  */
 import { type Keypair, verifySignature } from '@atproto/crypto'
+import { base64url } from 'jose'
 import type { Config } from '../env'
 import { AuthRequiredError } from '../xrpc/errors'
+import { randomHex } from './random'
 
 /** Default lifetime of a service token, as the reference (60 s). */
 export const SERVICE_JWT_DEFAULT_LIFETIME_S = 60
@@ -23,20 +25,7 @@ export interface ServiceJwtClaims {
   exp?: number
 }
 
-const b64url = (bytes: Uint8Array): string => {
-  let binary = ''
-  for (const byte of bytes) binary += String.fromCharCode(byte)
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
-}
-
-const fromB64url = (text: string): Uint8Array => {
-  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'))
-  return Uint8Array.from(binary, (ch) => ch.charCodeAt(0))
-}
-
-const jsonPart = (value: object): string => b64url(new TextEncoder().encode(JSON.stringify(value)))
-
-const randomHex = (bytes: number): string => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('')
+const jsonPart = (value: object): string => base64url.encode(JSON.stringify(value))
 
 export const createServiceJwt = async (key: Keypair, claims: ServiceJwtClaims): Promise<string> => {
   const iat = Math.floor(Date.now() / 1000)
@@ -50,12 +39,12 @@ export const createServiceJwt = async (key: Keypair, claims: ServiceJwtClaims): 
     jti: randomHex(16),
   })
   const signature = await key.sign(new TextEncoder().encode(`${header}.${payload}`))
-  return `${header}.${payload}.${b64url(signature)}`
+  return `${header}.${payload}.${base64url.encode(signature)}`
 }
 
 const decodePart = (part: string | undefined): Record<string, unknown> | null => {
   try {
-    const value = JSON.parse(new TextDecoder().decode(fromB64url(part ?? '')))
+    const value = JSON.parse(new TextDecoder().decode(base64url.decode(part ?? '')))
     return value && typeof value === 'object' ? value : null
   } catch {
     return null
@@ -91,7 +80,7 @@ export const verifyServiceJwt = async (cfg: Config, token: string, lxm: string):
   const signed = new TextEncoder().encode(`${parts[0]}.${parts[1]}`)
   let valid = false
   try {
-    valid = await verifySignature(cfg.signingKey.did(), signed, fromB64url(parts[2]), { jwtAlg: 'ES256K' })
+    valid = await verifySignature(cfg.signingKey.did(), signed, base64url.decode(parts[2]), { jwtAlg: 'ES256K' })
   } catch {
     valid = false
   }

@@ -23,13 +23,7 @@ export interface SessionTokens {
   refreshJwt: string
 }
 
-const newTokenId = (): string => {
-  const bytes = crypto.getRandomValues(new Uint8Array(32))
-  return btoa(String.fromCharCode(...bytes))
-    .replace(/\+/g, '-')
-    .replace(/\//g, '_')
-    .replace(/=+$/, '')
-}
+const newTokenId = (): string => jose.base64url.encode(crypto.getRandomValues(new Uint8Array(32)))
 
 const signAccess = (cfg: Config, did: string, scope: AuthScope): Promise<string> =>
   new jose.SignJWT({ scope })

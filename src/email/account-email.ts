@@ -6,6 +6,7 @@
  * `send_email` binding (EMAIL) from PDS_EMAIL_FROM, in the reference's
  * format (XXXXX-XXXXX, valid 15 minutes, one per purpose).
  */
+import { randomBase32 } from '../auth/random'
 import type { Db } from '../db/client'
 import { deleteStateStatement, getStates, setStateStatement } from '../db/state'
 import type { Config, WorkerEnv } from '../env'
@@ -15,7 +16,6 @@ const ADDRESS = 'email:address'
 const CONFIRMED = 'email:confirmed'
 const TOKEN_PREFIX = 'email-token:'
 const TOKEN_LIFETIME_MS = 15 * 60 * 1000
-const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 
 export type TokenPurpose = 'confirm_email' | 'update_email'
 
@@ -35,8 +35,8 @@ export const emailSender = (env: WorkerEnv, cfg: Config): { binding: SendEmail; 
   env.EMAIL && cfg.emailFrom ? { binding: env.EMAIL, from: cfg.emailFrom } : null
 
 const newToken = (): string => {
-  const chars = Array.from(crypto.getRandomValues(new Uint8Array(10)), (b) => BASE32[b % 32])
-  return `${chars.slice(0, 5).join('')}-${chars.slice(5).join('')}`
+  const chars = randomBase32(10).toUpperCase()
+  return `${chars.slice(0, 5)}-${chars.slice(5)}`
 }
 
 const SUBJECTS: Record<TokenPurpose, string> = { confirm_email: 'Email Confirmation', update_email: 'Email Update Requested' }

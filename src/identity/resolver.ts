@@ -78,10 +78,19 @@ export const resolveDid = async (cfg: Config, cache: KVNamespace, did: string): 
   return doc
 }
 
+/** Entries of a document are named `#id` or `<did>#id`. */
+const hasId = (entry: { id: string }, doc: ResolvedDidDocument, id: string): boolean => {
+  const fragment = id.startsWith('#') ? id : `#${id}`
+  return entry.id === fragment || entry.id === `${doc.id}${fragment}`
+}
+
+/** The multibase public key of verification method `#id` (the repo key is `#atproto`), or null. */
+export const verificationKey = (doc: ResolvedDidDocument, id: string): string | null =>
+  doc.verificationMethod?.find((m) => hasId(m, doc, id))?.publicKeyMultibase ?? null
+
 /** The endpoint of service `#id` in a document (ids may be relative or absolute), or null. */
 export const serviceEndpoint = (doc: ResolvedDidDocument, id: string): string | null => {
-  const fragment = id.startsWith('#') ? id : `#${id}`
-  const service = doc.service?.find((s) => s.id === fragment || s.id === `${doc.id}${fragment}`)
+  const service = doc.service?.find((s) => hasId(s, doc, id))
   if (!service || typeof service.serviceEndpoint !== 'string') return null
   try {
     const url = new URL(service.serviceEndpoint)

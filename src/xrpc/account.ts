@@ -7,7 +7,7 @@ import { createAppPassword } from '../auth/app-passwords'
 import { AuthScope } from '../auth/scope'
 import { createServiceJwt } from '../auth/service-jwt'
 import { countAccountState, deleteAppPassword, listAppPasswords } from '../db/account'
-import { resolveDid } from '../identity/resolver'
+import { resolveDid, serviceEndpoint, verificationKey } from '../identity/resolver'
 import { isIn, PRIVILEGED_METHODS, PROTECTED_METHODS } from '../proxy/target'
 import { InvalidRequestError } from './errors'
 import type { XrpcRouter } from './router'
@@ -70,12 +70,13 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
   x.query('com.atproto.server.checkAccountStatus', 'access', async ({ deps }) => {
     const cfg = deps.config
     const [counts, didDoc] = await Promise.all([countAccountState(deps.db), resolveDid(cfg, deps.env.CACHE, cfg.did).catch(() => null)])
-    const key = didDoc?.verificationMethod?.find((m) => m.id === '#atproto' || m.id === `${cfg.did}#atproto`)
-    const pds = didDoc?.service?.find((s) => s.id === '#atproto_pds' || s.id === `${cfg.did}#atproto_pds`)
     return {
       activated: true,
       // The world must find this PDS and its key in the DID document.
-      validDid: key?.publicKeyMultibase === cfg.signingKey.did().slice('did:key:'.length) && pds?.serviceEndpoint === cfg.serviceUrl,
+      validDid:
+        didDoc !== null &&
+        verificationKey(didDoc, 'atproto') === cfg.signingKey.did().slice('did:key:'.length) &&
+        serviceEndpoint(didDoc, 'atproto_pds') === cfg.serviceUrl,
       repoCommit: counts.root?.cid ?? '',
       repoRev: counts.root?.rev ?? '',
       repoBlocks: counts.blocks,

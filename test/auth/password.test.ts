@@ -4,7 +4,8 @@
  * are refused with a message that names the setting and never echoes it.
  */
 import { describe, expect, it } from 'vitest'
-import { hashPassword, parsePasswordSetting, PBKDF2_MAX_ITERATIONS, toBase64Url, verifyPassword } from '../../src/auth/password'
+import { base64url } from 'jose'
+import { hashPassword, parsePasswordSetting, PBKDF2_MAX_ITERATIONS, verifyPassword } from '../../src/auth/password'
 
 describe('plain setting', () => {
   it('verifies the exact password only', async () => {
@@ -47,8 +48,8 @@ describe('pbkdf2 hash setting', () => {
   })
 
   it('refuses malformed hash settings, naming PDS_PASSWORD and not the value', async () => {
-    const salt = toBase64Url(new Uint8Array(16).fill(7))
-    const hash32 = toBase64Url(new Uint8Array(32).fill(9))
+    const salt = base64url.encode(new Uint8Array(16).fill(7))
+    const hash32 = base64url.encode(new Uint8Array(32).fill(9))
     const bad = [
       `pbkdf2-sha256$abc$${salt}$${hash32}`,
       `pbkdf2-sha256$9999$${salt}$${hash32}`,
@@ -57,7 +58,7 @@ describe('pbkdf2 hash setting', () => {
       `pbkdf2-sha256$10000$$${hash32}`,
       `pbkdf2-sha256$10000$${salt}$`,
       `pbkdf2-sha256$10000$${salt}`,
-      `pbkdf2-sha256$10000$${salt}$${toBase64Url(new Uint8Array(31))}`,
+      `pbkdf2-sha256$10000$${salt}$${base64url.encode(new Uint8Array(31))}`,
     ]
     for (const value of bad) {
       const err = await parsePasswordSetting(value).then(

@@ -5,7 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { type PdsProcess, startPds, stopPds } from './harness'
-import { createSession, expectStatus, expectXrpcError, request, xget } from './xrpc-client'
+import { readCarWithRoot } from '@atproto/repo'
+import { imagePost, makeJpeg, makePng, uploadBlob } from './helpers/blobs'
+import { createSession, expectStatus, expectXrpcError, request, xget, xpost } from './xrpc-client'
 
 let pds: PdsProcess
 
@@ -92,5 +94,36 @@ describe('/.well-known/did.json', () => {
     expect(session.didDoc).toEqual(doc)
     const got = expectStatus(await xget(pds, 'com.atproto.server.getSession', undefined, session.accessJwt), 200)
     expect(got.body.didDoc).toEqual(doc)
+  })
+})
+
+describe('checkAccountStatus (what migration tools ask)', () => {
+  test('figures equal what the repo and blobs really hold; validDid compares the DID document with our key and URL', async () => {
+    const token = (await createSession(pds, pds.handle, pds.password)).accessJwt
+    expectXrpcError(await xget(pds, 'com.atproto.server.checkAccountStatus'), 401, 'AuthMissing')
+    const image = await uploadBlob(pds, token, makePng(), 'image/png')
+    await uploadBlob(pds, token, makeJpeg(), 'image/jpeg') // uploaded, never referenced: not expected
+    const record = { ...imagePost('with an image', image), createdAt: new Date().toISOString() }
+    expectStatus(await xpost(pds, 'com.atproto.repo.createRecord', { repo: pds.did, collection: 'app.bsky.feed.post', record }, token), 200)
+    expectStatus(await xpost(pds, 'app.bsky.actor.putPreferences', { preferences: [{ $type: 'app.bsky.actor.defs#adultContentPref', enabled: false }] }, token), 200)
+
+    const status = expectStatus(await xget(pds, 'com.atproto.server.checkAccountStatus', undefined, token), 200).body
+    const head = expectStatus(await xget(pds, 'com.atproto.sync.getLatestCommit', { did: pds.did }), 200).body
+    const car = expectStatus(await xget(pds, 'com.atproto.sync.getRepo', { did: pds.did }), 200)
+    const { root, blocks } = await readCarWithRoot(car.bytes)
+    const records = expectStatus(await xget(pds, 'com.atproto.repo.listRecords', { repo: pds.did, collection: 'app.bsky.feed.post' }), 200).body.records
+    expect(status).toEqual({
+      activated: true,
+      validDid: true,
+      repoCommit: head.cid,
+      repoRev: head.rev,
+      repoBlocks: blocks.size,
+      indexedRecords: records.length,
+      privateStateValues: 1,
+      expectedBlobs: 1,
+      importedBlobs: 1,
+    })
+    expect(root.toString()).toBe(head.cid)
+    expect(records.length).toBeGreaterThan(0)
   })
 })
