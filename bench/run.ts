@@ -21,13 +21,14 @@ import { machine } from './proc'
 import { gitDescribe, Report } from './report'
 import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
 import { agentFor, getLatencies, parseErrorLogs, REFERENCE_BLOB_UPLOAD_LIMIT, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
+import { proxiedTimelines, STUB_APPVIEW_DID, startAppViewStub } from './proxy'
 import { fmt, median, percentile, sum } from './stats'
 import { concurrentWrites, seedRecords, sequentialWrites, type WriteRun } from './writes'
 
 const QUICK = process.argv.includes('--quick')
 const CONFIG = QUICK
-  ? { pings: 30, warmup: 10, seqRounds: 2, seqWrites: 50, concRounds: 2, clients: 8, perClient: 5, records: 2_000, downloads: 3, fhWrites: 40, fhBlock: 20, fanout: 50, blobMB: 20, blobRounds: 1 }
-  : { pings: 60, warmup: 20, seqRounds: 3, seqWrites: 100, concRounds: 3, clients: 8, perClient: 17, records: 10_000, downloads: 3, fhWrites: 100, fhBlock: 25, fanout: 50, blobMB: 50, blobRounds: 3 }
+  ? { proxied: 60, pings: 30, warmup: 10, seqRounds: 2, seqWrites: 50, concRounds: 2, clients: 8, perClient: 5, records: 2_000, downloads: 3, fhWrites: 40, fhBlock: 20, fanout: 50, blobMB: 20, blobRounds: 1 }
+  : { proxied: 200, pings: 60, warmup: 20, seqRounds: 3, seqWrites: 100, concRounds: 3, clients: 8, perClient: 17, records: 10_000, downloads: 3, fhWrites: 100, fhBlock: 25, fanout: 50, blobMB: 50, blobRounds: 3 }
 const SEED_BATCH = 200
 const RESULTS = join(import.meta.dir, 'results.md')
 const CREATE = '/xrpc/com.atproto.repo.createRecord'
@@ -89,8 +90,11 @@ const main = async (): Promise<void> => {
   const host = machine()
   const code = gitDescribe()
   progress(`starting both servers (${QUICK ? 'quick' : 'full'} run) on ${host}`)
+  const appView = startAppViewStub()
+  process.on('exit', () => appView.stop())
+  const target = { url: appView.url, did: STUB_APPVIEW_DID }
   const pair = await both(async (name) => {
-    const server = await (name === 'ours' ? startOurs() : startReference())
+    const server = await (name === 'ours' ? startOurs(target) : startReference(target))
     servers.push(server)
     return server
   })
@@ -104,6 +108,34 @@ const main = async (): Promise<void> => {
     const p50 = (name: ServerName) => percentile(pings[name].flatMap((r) => r.result), 50)
     report.add(label, 'ms', p50('ours'), p50('ref'), 'lower')
   }
+
+  // 8: forwarding to an AppView (a loopback stand-in answering at once), caught up and behind.
+  for (const behind of [false, true]) {
+    if (behind) {
+      // The AppView has indexed up to now; the next three posts are only local.
+      await both(async (name) => {
+        const head = await agents[name].com.atproto.sync.getLatestCommit({ did: pair[name].did })
+        appView.setIndexedRev(pair[name].did, head.data.rev)
+        for (let i = 0; i < 3; i++) await agents[name].post({ text: `not indexed yet ${i}`, createdAt: new Date().toISOString() })
+      })
+    }
+    const what = behind ? 'AppView 3 posts behind (added locally)' : 'AppView caught up'
+    progress(`phase 8: ${CONFIG.proxied} proxied getTimeline, ${what}`)
+    const runs = await interleave(pair, 2, (s) => proxiedTimelines(agents[s.name], CONFIG.proxied / 2, behind))
+    const fig = (name: ServerName) => {
+      const latencies = runs[name].flatMap((r) => r.result)
+      return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), cpu: sum(runs[name].map((r) => r.cpu)) / latencies.length }
+    }
+    const [ours, ref] = [fig('ours'), fig('ref')]
+    report.add(`proxied getTimeline p50, ${what}`, 'ms', ours.p50, ref.p50, 'lower')
+    report.add(`proxied getTimeline p99, ${what}`, 'ms', ours.p99, ref.p99, 'lower')
+    report.add(`server CPU per proxied getTimeline, ${what}`, 'ms', ours.cpu, ref.cpu, 'lower')
+    if (behind) {
+      const d1 = d1PerRequest(runs.ours.flatMap((r) => r.logs), '/xrpc/app.bsky.feed.getTimeline')
+      report.note(`Proxied getTimeline with the AppView behind, ours: ${fmt(d1.queries)} D1 round trips and ${fmt(d1.rowsRead)} rows read per call (${d1.histogram}).`)
+    }
+  }
+  for (const name of ['ours', 'ref'] as const) appView.setIndexedRev(pair[name].did, null)
 
   // 1, 3, 4: sequential writes, D1 per write, CPU per write.
   const writesLogStart = pair.ours.log().length

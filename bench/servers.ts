@@ -84,11 +84,21 @@ export const parseErrorLogs = (text: string): string[] =>
     .filter((line) => (line.includes('{"requestId"') && line.includes('"error"')) || line.includes('[ERROR]'))
     .map((line) => (line.includes('{"requestId"') ? line.slice(line.indexOf('{"requestId"')) : line.trim()))
 
-export const startOurs = async (): Promise<Server> => {
+/** Where both servers forward AppView calls (the proxy phase's stand-in). */
+export interface AppViewTarget {
+  url: string
+  did: string
+}
+
+export const startOurs = async (appView?: AppViewTarget): Promise<Server> => {
   const sources = await snapshotSources()
   let pds: PdsProcess
   try {
-    pds = await startPds({ handle: 'bench.test', wranglerConfig: join(sources, 'wrangler.toml') })
+    pds = await startPds({
+      handle: 'bench.test',
+      wranglerConfig: join(sources, 'wrangler.toml'),
+      vars: appView ? { BSKY_APPVIEW_URL: appView.url, BSKY_APPVIEW_DID: appView.did } : undefined,
+    })
   } catch (err) {
     await rm(sources, { recursive: true, force: true })
     throw err
@@ -126,12 +136,12 @@ export const startOurs = async (): Promise<Server> => {
 /** Passed to the reference PDS as `blobUploadLimit` (PDS_BLOB_UPLOAD_LIMIT); ours defaults to the same. */
 export const REFERENCE_BLOB_UPLOAD_LIMIT = 100 * 1024 * 1024
 
-export const startReference = async (): Promise<Server> => {
+export const startReference = async (appView?: AppViewTarget): Promise<Server> => {
   // The reference's default blobUploadLimit is 5 MB; give it ours (100 MiB) for the uploadBlob phase.
   const ref = (await spawnReferencePds({
     handle: 'bench.test',
     password: 'bench-password',
-    env: { blobUploadLimit: REFERENCE_BLOB_UPLOAD_LIMIT },
+    env: { blobUploadLimit: REFERENCE_BLOB_UPLOAD_LIMIT, ...(appView ? { bskyAppViewUrl: appView.url, bskyAppViewDid: appView.did } : {}) },
   })) as {
     url: string
     did: string

@@ -52,6 +52,9 @@ mountWellKnown(app)
 
 mountStatus(app)
 
+// Crawlers may read the public API (as the reference PDS tells them); 429 means back off.
+app.get('/robots.txt', (c) => c.text('# An atproto PDS: see https://atproto.com/ for the protocol and its firehose.\nUser-agent: *\nAllow: /\n'))
+
 app.notFound((c) => c.json({ error: 'NotFound', message: 'Not Found' }, 404))
 
 app.onError((err, c) => {

@@ -27,6 +27,13 @@ describe('unknown routes', () => {
     expectXrpcError(res, 400, 'InvalidRequest', 'XRPC requests only supports GET and POST')
   })
 
+  test('/robots.txt lets crawlers read the public API (as the reference)', async () => {
+    const res = await request(pds, '/robots.txt')
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toStartWith('text/plain')
+    expect(res.text).toContain('User-agent: *\nAllow: /')
+  })
+
   test('an unknown non-XRPC path → 404', async () => {
     const res = await request(pds, '/definitely/not/here')
     expect(res.status).toBe(404)
