@@ -14,5 +14,7 @@ export enum AuthScope {
 export const ACCESS_STANDARD: readonly AuthScope[] = [AuthScope.Access, AuthScope.AppPassPrivileged, AuthScope.AppPass]
 /** Scopes that may reach privileged methods (direct messages). */
 export const ACCESS_PRIVILEGED: readonly AuthScope[] = [AuthScope.Access, AuthScope.AppPassPrivileged]
+
+export const isAccessPrivileged = (scope: AuthScope): boolean => ACCESS_PRIVILEGED.includes(scope)
 /** Account management: the owner's password only. */
 export const ACCESS_FULL: readonly AuthScope[] = [AuthScope.Access]

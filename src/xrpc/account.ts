@@ -4,7 +4,7 @@
  * Rules and messages follow the reference PDS.
  */
 import { createAppPassword } from '../auth/app-passwords'
-import { AuthScope } from '../auth/scope'
+import { isAccessPrivileged } from '../auth/scope'
 import { createServiceJwt } from '../auth/service-jwt'
 import { countAccountState, deleteAppPassword, listAppPasswords } from '../db/account'
 import { resolveDid, serviceEndpoint, verificationKey } from '../identity/resolver'
@@ -49,7 +49,7 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
     const lxm = typeof params.lxm === 'string' ? params.lxm : null
     const exp = typeof params.exp === 'number' ? params.exp : undefined
     if (!ATPROTO_DID_REF.test(aud)) throw new InvalidRequestError('aud must be a valid atproto DID or did#serviceId reference')
-    if (lxm !== null && isIn(PRIVILEGED_METHODS, lxm) && auth.scope === AuthScope.AppPass) {
+    if (lxm !== null && isIn(PRIVILEGED_METHODS, lxm) && !isAccessPrivileged(auth.scope)) {
       throw new InvalidRequestError(`insufficient access to request a service auth token for the following method: ${lxm}`)
     }
     if (exp !== undefined) {

@@ -9,8 +9,9 @@
  */
 import type { Context } from 'hono'
 import { createServiceJwt } from '../auth/service-jwt'
-import { AuthScope } from '../auth/session'
-import { verifyAccess, type AccessCredentials } from '../auth/verifier'
+import { isAccessPrivileged } from '../auth/scope'
+import { verifyAccess } from '../auth/verifier'
+import type { Config } from '../env'
 import { forwardXrpc } from '../proxy/forward'
 import { readAfterWrite, READ_AFTER_WRITE_METHODS } from '../proxy/read-after-write'
 import { isIn, PRIVILEGED_METHODS, PROTECTED_METHODS, resolveProxyTarget } from '../proxy/target'
@@ -20,8 +21,30 @@ import type { XrpcRouter } from './router'
 
 const FEED_SKELETON = 'app.bsky.feed.getFeedSkeleton'
 
-const assertMayReach = (auth: AccessCredentials, nsid: string): void => {
-  if (auth.scope === AuthScope.AppPass && isIn(PRIVILEGED_METHODS, nsid)) throw new InvalidRequestError('Bad token method', 'InvalidToken')
+/** This request, sent on to `origin` with a service token for `claims` instead of the session token. */
+const forwardWithToken = async (
+  cfg: Config,
+  req: Request,
+  origin: string,
+  claims: { aud: string; lxm: string },
+  body: ReadableStream<Uint8Array> | null,
+): Promise<Response> => {
+  const url = new URL(req.url)
+  return forwardXrpc({
+    origin,
+    method: req.method as 'GET' | 'HEAD' | 'POST',
+    pathAndQuery: `${url.pathname}${url.search}`,
+    incoming: req.headers,
+    body,
+    serviceToken: await createServiceJwt(cfg.signingKey, { iss: cfg.did, ...claims }),
+  })
+}
+
+/** An answer made for this token must not be shared by caches (as the reference). */
+const privateAnswer = (res: Response): Response => {
+  res.headers.set('cache-control', 'private')
+  res.headers.append('vary', 'Authorization')
+  return res
 }
 
 /**
@@ -39,22 +62,13 @@ export const proxyXrpc = async (c: Context<AppEnv>, nsid: string, opts: { body?:
   const target = await resolveProxyTarget(cfg, env.CACHE, nsid, c.req.header('atproto-proxy'))
   const auth = await verifyAccess(cfg, c.req.header('authorization'))
   c.set('authDid', auth.did)
-  assertMayReach(auth, nsid)
+  // Ordinary app passwords stay away from direct messages.
+  if (isIn(PRIVILEGED_METHODS, nsid) && !isAccessPrivileged(auth.scope)) throw new InvalidRequestError('Bad token method', 'InvalidToken')
 
-  const url = new URL(c.req.url)
-  const upstream = await forwardXrpc({
-    origin: target.url,
-    method,
-    pathAndQuery: `${url.pathname}${url.search}`,
-    incoming: c.req.raw.headers,
-    body: method !== 'POST' ? null : opts.body !== undefined ? new Blob([opts.body]).stream() : c.req.raw.body,
-    serviceToken: await createServiceJwt(cfg.signingKey, { iss: cfg.did, aud: target.did, lxm: nsid }),
-  })
-  const res = method === 'GET' && READ_AFTER_WRITE_METHODS.has(nsid) ? await readAfterWrite(nsid, upstream, { db, config: cfg, url }) : upstream
-  // An answer made for this token must not be shared by caches (as the reference).
-  res.headers.set('cache-control', 'private')
-  res.headers.append('vary', 'Authorization')
-  return res
+  const body = method !== 'POST' ? null : opts.body !== undefined ? new Blob([opts.body]).stream() : c.req.raw.body
+  const upstream = await forwardWithToken(cfg, c.req.raw, target.url, { aud: target.did, lxm: nsid }, body)
+  if (method !== 'GET' || !READ_AFTER_WRITE_METHODS.has(nsid)) return privateAnswer(upstream)
+  return privateAnswer(await readAfterWrite(nsid, upstream, { db, config: cfg, url: new URL(c.req.url) }))
 }
 
 export const registerProxiedMethods = (x: XrpcRouter): void => {
@@ -63,21 +77,11 @@ export const registerProxiedMethods = (x: XrpcRouter): void => {
    * our token, so the token is addressed to the generator's DID and allows
    * getFeedSkeleton (any other token and custom feeds break).
    */
-  x.query('app.bsky.feed.getFeed', 'access', async ({ deps, params, auth, req }) => {
+  x.query('app.bsky.feed.getFeed', 'access', async ({ deps, params, req }) => {
     const cfg = deps.config
-    const proxyHeader = req.headers.get('atproto-proxy')
-    const target = await resolveProxyTarget(cfg, deps.env.CACHE, 'app.bsky.feed.getFeed', proxyHeader)
-    assertMayReach(auth, 'app.bsky.feed.getFeed')
+    const target = await resolveProxyTarget(cfg, deps.env.CACHE, 'app.bsky.feed.getFeed', req.headers.get('atproto-proxy'))
     const feedDid = await feedGeneratorDid(cfg.appView?.url ?? target.url, String(params.feed))
-    const url = new URL(req.url)
-    return forwardXrpc({
-      origin: target.url,
-      method: 'GET',
-      pathAndQuery: `${url.pathname}${url.search}`,
-      incoming: req.headers,
-      body: null,
-      serviceToken: await createServiceJwt(cfg.signingKey, { iss: cfg.did, aud: feedDid, lxm: FEED_SKELETON }),
-    })
+    return privateAnswer(await forwardWithToken(cfg, req, target.url, { aud: feedDid, lxm: FEED_SKELETON }, null))
   })
 }
 
