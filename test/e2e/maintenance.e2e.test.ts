@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { makeRandomBinary, pollUntil, triggerCron, uploadBlob } from './helpers/blobs'
 import { subscribe } from './helpers/firehose-client'
 import { type PdsProcess, REPO_ROOT } from './harness'
+import { startRelayStub } from './helpers/relay-stub'
 import { usePds } from './use-pds'
 import { createSession, expectStatus, post, request, verifyRepoCar, xget, xpost } from './xrpc-client'
 
@@ -20,15 +21,8 @@ const NODE = join(REPO_ROOT, 'node_modules/node/bin/node')
 const WRANGLER = join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js')
 const LONG_AGO = '2020-01-01T00:00:00.000Z'
 
-const crawls: unknown[] = []
-const relay = Bun.serve({
-  hostname: '127.0.0.1',
-  port: 0,
-  async fetch(req) {
-    crawls.push({ path: new URL(req.url).pathname, body: await req.json().catch(() => null) })
-    return Response.json({})
-  },
-})
+const relay = startRelayStub()
+const { crawls } = relay
 
 let pds: PdsProcess
 let token: string
@@ -37,7 +31,7 @@ usePds(
     pds = started
     token = accessJwt
   },
-  { vars: { RELAY_HOSTS: `http://127.0.0.1:${relay.port}` } },
+  { vars: { RELAY_HOSTS: relay.url } },
 )
 
 const wrangler = (args: string[]): Promise<string> =>
@@ -96,7 +90,7 @@ describe('re-announcing to relays (cron)', () => {
     expect(first.crawl).toBe('requested')
     expect(crawls).toEqual([{ path: '/xrpc/com.atproto.sync.requestCrawl', body: { hostname: `localhost:${pds.port}` } }])
     const status = expectStatus(await request(pds, '/status.json'), 200).body
-    expect(status.relays.lastCrawlRequest).toMatchObject({ at: first.at, trigger: 'cron', results: [{ relay: `http://127.0.0.1:${relay.port}`, ok: true, status: 200 }] })
+    expect(status.relays.lastCrawlRequest).toMatchObject({ at: first.at, trigger: 'cron', results: [{ relay: relay.url, ok: true, status: 200 }] })
 
     const second = await runCron()
     expect(second.crawl).toBe('recently requested')

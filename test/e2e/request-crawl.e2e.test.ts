@@ -5,29 +5,23 @@
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { type PdsProcess, startPds, stopPds } from './harness'
+import { startRelayStub } from './helpers/relay-stub'
 import { createSession, expectStatus, post, xpost } from './xrpc-client'
 
-const crawls: { path: string; body: unknown }[] = []
-const relay = Bun.serve({
-  hostname: '127.0.0.1',
-  port: 0,
-  async fetch(req) {
-    crawls.push({ path: new URL(req.url).pathname, body: await req.json().catch(() => null) })
-    return Response.json({})
-  },
-})
+const relay = startRelayStub()
+const { crawls } = relay
 
 let pds: PdsProcess
 let token: string
 
 beforeAll(async () => {
-  pds = await startPds({ vars: { RELAY_HOSTS: `http://127.0.0.1:${relay.port}` } })
+  pds = await startPds({ vars: { RELAY_HOSTS: relay.url } })
   token = (await createSession(pds, pds.handle, pds.password)).accessJwt
 }, 120_000)
 
 afterAll(async () => {
   await stopPds(pds)
-  relay.stop(true)
+  relay.stop()
 })
 
 const waitFor = async (check: () => boolean, ms: number): Promise<boolean> => {

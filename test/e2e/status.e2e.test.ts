@@ -13,6 +13,7 @@ import { readCarWithRoot } from '@atproto/repo'
 import { type Browser, chromium } from 'playwright-core'
 import { logHead, type Subscriber, subscribe } from './helpers/firehose-client'
 import { triggerCron } from './helpers/blobs'
+import { startRelayStub } from './helpers/relay-stub'
 import { type PdsProcess, REPO_ROOT } from './harness'
 import { usePds } from './use-pds'
 import { expectStatus, listAllRecords, post, request, xget, xpost } from './xrpc-client'
@@ -20,15 +21,7 @@ import { expectStatus, listAllRecords, post, request, xget, xpost } from './xrpc
 const EMAIL = 'alice-private@example.com'
 const SCREENSHOT = join(REPO_ROOT, '.tmp', 'status-page.png')
 
-const crawls: string[] = []
-const relay = Bun.serve({
-  hostname: '127.0.0.1',
-  port: 0,
-  fetch: (req) => {
-    crawls.push(new URL(req.url).pathname)
-    return Response.json({})
-  },
-})
+const relay = startRelayStub()
 
 let pds: PdsProcess
 let token: string
@@ -40,7 +33,7 @@ usePds(
     pds = started
     token = accessJwt
   },
-  { vars: { PDS_EMAIL: EMAIL, RELAY_HOSTS: `http://127.0.0.1:${relay.port}` } },
+  { vars: { PDS_EMAIL: EMAIL, RELAY_HOSTS: relay.url } },
 )
 
 beforeAll(async () => {
@@ -62,7 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sub?.close()
   await browser?.close()
-  relay.stop(true)
+  relay.stop()
 })
 
 /** The repo as getRepo serves it: block count and total block bytes. */
@@ -110,7 +103,7 @@ test('the page shows exactly what the API says, in a real browser; screenshot sa
   const commitAt = Date.parse((await page.locator('[data-field="last-commit"]').getAttribute('datetime')) ?? '')
   expect(Math.abs(commitAt - TID.fromStr(latest.rev).timestamp() / 1000)).toBeLessThan(5_000)
   // The writes asked the loopback relay to crawl; the cron's run is reported.
-  expect(crawls).toContain('/xrpc/com.atproto.sync.requestCrawl')
+  expect(relay.crawls.map((c) => c.path)).toContain('/xrpc/com.atproto.sync.requestCrawl')
   expect(await page.locator('[data-field="last-crawl"]').getAttribute('datetime')).toBeTruthy()
   expect(await page.locator('[data-field="maintenance-at"]').getAttribute('datetime')).toBeTruthy()
 
@@ -127,7 +120,7 @@ test('nothing private: no email, password, keys, tokens or client address in the
   const html = (await request(pds, '/')).text
   const json = (await request(pds, '/status.json')).text
   // The relay's address is configuration, shown on purpose; the client's own address must not be.
-  const relayUrl = `http://127.0.0.1:${relay.port}`
+  const relayUrl = relay.url
   for (const body of [html, json].map((b) => b.replaceAll(relayUrl, ''))) {
     for (const secret of [EMAIL, pds.password, pds.jwtSecret, pds.signingKeyHex, token, '127.0.0.1']) {
       expect(body).not.toContain(secret)
