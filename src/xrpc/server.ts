@@ -6,7 +6,7 @@ import { verifyAppPassword } from '../auth/app-passwords'
 import { createSessionTokens, revokeSession, rotateSession } from '../auth/session'
 import { verifyPassword } from '../auth/password'
 import { resolveOwnAccount } from '../identity/did-doc'
-import { getEmailState } from '../email/account-email'
+import { type EmailState, getEmailState } from '../email/account-email'
 import { resolveDid } from '../identity/resolver'
 import type { Deps } from './context'
 import type { XrpcRouter } from './router'
@@ -20,8 +20,8 @@ const MAX_PASSWORD_LENGTH = 512
  * Clients read the PDS endpoint from `didDoc`; like the reference, a
  * document that cannot be resolved right now is left out, not an error.
  */
-const accountView = async ({ config: cfg, env, db }: Deps) => {
-  const [didDoc, email] = await Promise.all([resolveDid(cfg, env.CACHE, cfg.did).catch(() => undefined), getEmailState(db, cfg)])
+const accountView = async ({ config: cfg, env, db }: Deps, knownEmail?: EmailState) => {
+  const [didDoc, email] = await Promise.all([resolveDid(cfg, env.CACHE, cfg.did).catch(() => undefined), knownEmail ?? getEmailState(db, cfg)])
   return {
     did: cfg.did,
     ...(didDoc ? { didDoc } : {}),
@@ -57,13 +57,14 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     // Check the password even for an unknown identifier, so timing tells nothing.
     const passwordOk = await verifyPassword(cfg.password, password)
     // An email identifier is compared with the current address (it may have been updated through the app).
-    const email = identifier.includes('@') ? (await getEmailState(deps.db, cfg)).address : null
+    const emailState = identifier.includes('@') ? await getEmailState(deps.db, cfg) : undefined
+    const email = emailState?.address ?? null
     const isOwner = resolveOwnAccount(cfg, identifier) !== null || (email !== null && identifier.toLowerCase() === email.toLowerCase())
     // Not the owner's password: maybe one of the app passwords.
     const grant = passwordOk ? null : await verifyAppPassword(deps.db, cfg.did, password)
     if (!(passwordOk || grant) || !isOwner) throw new AuthRequiredError('Invalid identifier or password')
 
-    const [tokens, view] = await Promise.all([createSessionTokens(deps.db, cfg, cfg.did, grant), accountView(deps)])
+    const [tokens, view] = await Promise.all([createSessionTokens(deps.db, cfg, cfg.did, grant), accountView(deps, emailState)])
     return { ...tokens, ...view }
   })
 
