@@ -20,30 +20,18 @@ export const insertAppPassword = async (db: Db, row: AppPasswordRow & { password
   return inserted.length > 0
 }
 
-export const listAppPasswords = (db: Db): Promise<AppPasswordRow[]> =>
-  db.orm
-    .select({ name: appPassword.name, createdAt: appPassword.createdAt, privileged: appPassword.privileged })
-    .from(appPassword)
-    // Newest first, as the reference lists them.
-    .orderBy(desc(appPassword.createdAt))
+/** The public columns of app passwords (never the hash). */
+const appPasswordRows = (db: Db) =>
+  db.orm.select({ name: appPassword.name, createdAt: appPassword.createdAt, privileged: appPassword.privileged }).from(appPassword)
 
-export const findAppPasswordByHash = async (db: Db, passwordHash: string): Promise<AppPasswordRow | null> => {
-  const [row] = await db.orm
-    .select({ name: appPassword.name, createdAt: appPassword.createdAt, privileged: appPassword.privileged })
-    .from(appPassword)
-    .where(eq(appPassword.passwordHash, passwordHash))
-    .limit(1)
-  return row ?? null
-}
+// Newest first, as the reference lists them.
+export const listAppPasswords = (db: Db): Promise<AppPasswordRow[]> => appPasswordRows(db).orderBy(desc(appPassword.createdAt))
 
-export const findAppPassword = async (db: Db, name: string): Promise<AppPasswordRow | null> => {
-  const [row] = await db.orm
-    .select({ name: appPassword.name, createdAt: appPassword.createdAt, privileged: appPassword.privileged })
-    .from(appPassword)
-    .where(eq(appPassword.name, name))
-    .limit(1)
-  return row ?? null
-}
+export const findAppPasswordByHash = async (db: Db, passwordHash: string): Promise<AppPasswordRow | null> =>
+  (await appPasswordRows(db).where(eq(appPassword.passwordHash, passwordHash)).limit(1))[0] ?? null
+
+export const findAppPassword = async (db: Db, name: string): Promise<AppPasswordRow | null> =>
+  (await appPasswordRows(db).where(eq(appPassword.name, name)).limit(1))[0] ?? null
 
 /** Deletes the app password and every refresh token issued for it, atomically. */
 export const deleteAppPassword = async (db: Db, name: string): Promise<void> => {
