@@ -7,9 +7,9 @@
  * `test/e2e` holds `bun test` suites that spawn `wrangler dev`, and
  * `test/peers` holds Node-side reference peers: neither runs in workerd.
  *
- * Interop vectors live outside the repo (`../shared/interop-vectors`, a
- * sibling of the checkout in CI); workerd has no filesystem, so tests import
- * them through vite (JSON imports, `?raw` text) via the `@vectors` alias.
+ * The atproto interop vectors are vendored in `test/vectors/interop` (CC0,
+ * see its SOURCE.txt); workerd has no filesystem, so tests import them
+ * through vite (JSON imports, `?raw` text) via the `@vectors` alias.
  */
 import { fileURLToPath } from 'node:url'
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin'
@@ -43,7 +43,7 @@ export default defineConfig({
     })),
   ],
   resolve: {
-    alias: { '@vectors': fromRoot('../shared/interop-vectors') },
+    alias: { '@vectors': fromRoot('./test/vectors/interop') },
   },
   test: {
     include: ['test/**/*.test.ts'],

@@ -1,8 +1,8 @@
 /**
  * Loading and checking the atproto interop vectors
- * (github.com/bluesky-social/atproto-interop-tests, copied to
- * `../shared/interop-vectors`, reached through the `@vectors` alias of
- * vitest.config.ts).
+ * (github.com/bluesky-social/atproto-interop-tests, vendored in
+ * `test/vectors/interop` with its licence and source note, reached through
+ * the `@vectors` alias of vitest.config.ts).
  *
  * workerd has no filesystem, so vite inlines the files at transform time:
  * JSON through ordinary imports, text lists through `import.meta.glob`.
