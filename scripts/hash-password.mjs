@@ -3,9 +3,9 @@
  * `npm run hash-password [-- <password>]`: prints the salted PBKDF2 form of a
  * password for the PDS_PASSWORD secret, so the plaintext is never stored in
  * Cloudflare. Reads the password from stdin when no argument is given.
- * Uses the same code as the Worker (src/auth/password.ts).
+ * Uses the same code as the Worker (src/password-setting.ts).
  */
-import { hashPassword } from '../src/auth/password.ts'
+import { hashPassword } from '../src/password-setting.ts'
 
 let password = process.argv[2]
 if (!password) {

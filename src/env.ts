@@ -9,7 +9,7 @@
  */
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { isValidHandle } from '@atproto/syntax'
-import { parsePasswordSetting, type PasswordSetting } from './auth/password'
+import { parsePasswordSetting, type PasswordSetting } from './password-setting'
 
 export interface Secrets {
   PDS_PASSWORD?: string

@@ -5,6 +5,7 @@
  * doubled or overlapping run does no harm. One job failing does not stop the
  * others. The run's outcome is kept in pds_state for the status page.
  */
+import { KvCache } from './cache/kv-cache'
 import { deleteCollectableBlobs } from './db/blobs'
 import { openDb, type Db } from './db/client'
 import { deleteDueRemovedBlocks, deleteExpiredRefreshTokensBounded } from './db/maintenance'
@@ -49,13 +50,14 @@ const blobTempTtlMs = (env: WorkerEnv): number => {
  */
 const reannounceIfIdle = async (env: WorkerEnv, db: Db, now: number): Promise<MaintenanceReport['crawl']> => {
   const config = await loadConfig(env)
+  const cache = new KvCache(env.CACHE)
   if (config.relayHosts.length === 0) return 'no relays'
   if ((await firehoseHub(env).stats()).subscribers > 0) return 'relay connected'
-  const last = Date.parse((await env.CACHE.get(LAST_CRAWL_REQUEST_KEY)) ?? '')
+  const last = Date.parse((await cache.getText(LAST_CRAWL_REQUEST_KEY)) ?? '')
   if (Number.isFinite(last) && now - last < RECRAWL_INTERVAL_MS) return 'recently requested'
   const at = new Date(now).toISOString()
   // Remembered before asking, so an overlapping run does not ask twice.
-  await env.CACHE.put(LAST_CRAWL_REQUEST_KEY, at, { expirationTtl: CRAWL_KEY_TTL_S })
+  await cache.put(LAST_CRAWL_REQUEST_KEY, at, CRAWL_KEY_TTL_S)
   const results = await requestCrawl(config.relayHosts, config.hostname)
   const report: CrawlRequestReport = { at, trigger: 'cron', results: results.map(({ relay, ok, status }) => ({ relay, ok, status })) }
   await saveStateValue(db, STATE_RELAY_CRAWL, JSON.stringify(report), at)

@@ -6,7 +6,7 @@
 import { env } from 'cloudflare:workers'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig, type WorkerEnv } from '../src/env'
-import { toXrpcError } from '../src/xrpc/errors'
+import { toXrpcError } from '../src/http/errors'
 
 const base = env as WorkerEnv
 

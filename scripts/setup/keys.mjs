@@ -2,7 +2,7 @@
  * Key material for setup: the repo signing key (secp256k1, the PDS_SIGNING_KEY
  * secret), the optional PLC rotation key (kept by the owner only, never sent
  * to Cloudflare), the JWT secret and the login password, of which only the
- * salted PBKDF2 hash is stored (the same format src/auth/password.ts checks).
+ * salted PBKDF2 hash is stored (the same format src/password-setting.ts checks).
  *
  * Existing values always win: a key that exists is never replaced, because a
  * new signing key would orphan the repo's signatures and Cloudflare secrets
@@ -11,7 +11,7 @@
 import { randomBytes, randomInt } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { Secp256k1Keypair } from '@atproto/crypto'
-import { hashPassword, parsePasswordSetting, verifyPassword } from '../../src/auth/password.ts'
+import { hashPassword, parsePasswordSetting, verifyPassword } from '../../src/password-setting.ts'
 
 const hex = (bytes) => Buffer.from(bytes).toString('hex')
 

@@ -6,7 +6,7 @@
  */
 import { findAppPassword, findAppPasswordByHash, insertAppPassword, type AppPasswordRow } from '../db/account'
 import type { Db } from '../db/client'
-import { InvalidRequestError } from '../xrpc/errors'
+import { InvalidRequestError } from '../errors'
 import { hex, randomBase32 } from './random'
 import { AuthScope } from './scope'
 

@@ -11,7 +11,7 @@
 import { type Keypair, verifySignature } from '@atproto/crypto'
 import { base64url } from 'jose'
 import type { Config } from '../env'
-import { AuthRequiredError } from '../xrpc/errors'
+import { AuthRequiredError } from '../errors'
 import { randomHex } from './random'
 
 /** Default lifetime of a service token, as the reference (60 s). */

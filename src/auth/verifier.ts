@@ -1,35 +1,38 @@
 /**
- * Turns an Authorization header into credentials, with the reference PDS's
- * errors: no header → 401 AuthMissing; bad, wrong-type or wrong-scope token →
- * 400 InvalidToken; expired → 400 ExpiredToken. A refresh token is refused
- * where an access token is needed and vice versa (the `typ` header differs).
+ * The one authentication path. Every route declares an `AuthPolicy`: what it
+ * accepts and what the handler then receives (`AccessCredentials`,
+ * `ServiceCredentials`, `RefreshCredentials` or null). The router and the
+ * forwarding fallback both run the route's policy; no handler reads the
+ * Authorization header itself.
+ *
+ * Errors are the reference PDS's: no header → 401 AuthMissing; bad,
+ * wrong-type or wrong-scope token → 400 InvalidToken; expired → 400
+ * ExpiredToken. A refresh token is refused where an access token is needed
+ * and vice versa (the JWT `typ` differs). A new kind of credential joins by
+ * adding its scheme to `verifyAccess` (or a policy of its own), not by
+ * touching handlers.
  */
 import * as jose from 'jose'
 import type { Config } from '../env'
-import { AuthRequiredError, InvalidRequestError } from '../xrpc/errors'
+import { AuthRequiredError, InvalidRequestError } from '../errors'
+import { sessionCredentials, type AccessCredentials, type RefreshCredentials, type ServiceCredentials } from './credentials'
 import { ACCESS_STANDARD, AuthScope } from './scope'
 import { isServiceJwt, verifyServiceJwt } from './service-jwt'
 
-export interface AccessCredentials {
-  type: 'access'
-  did: string
-  scope: AuthScope
+/** What a policy sees of a request. */
+export interface AuthRequest {
+  config: Config
+  /** The Authorization header, if any. */
+  authorization: string | null
+  /** The XRPC method called (service tokens are bound to one). */
+  nsid: string
 }
 
-/** A service token the owner obtained from getServiceAuth (the video service uploading a blob). */
-export interface ServiceCredentials {
-  type: 'service'
-  did: string
-}
-
-export interface RefreshCredentials {
-  type: 'refresh'
-  did: string
-  tokenId: string
-}
+/** How a route authenticates, and what its handler receives. */
+export type AuthPolicy<C> = (req: AuthRequest) => Promise<C>
 
 /** Splits "<type> <token>"; mirrors the reference's parsing and messages. */
-const bearerToken = (header: string | null | undefined): string | null => {
+const bearerToken = (header: string | null): string | null => {
   if (!header) return null
   const parts = header.split(' ')
   if (parts.length !== 2) throw new InvalidRequestError('Malformed authorization header', 'InvalidToken')
@@ -39,11 +42,11 @@ const bearerToken = (header: string | null | undefined): string | null => {
   throw new InvalidRequestError(`Unsupported authorization type: ${parts[0]}`, 'InvalidToken')
 }
 
-const verifyJwt = async (
+const verifySessionJwt = async (
   cfg: Config,
   token: string,
   opts: { typ: string; scopes: readonly string[]; allowExpired?: boolean },
-): Promise<jose.JWTPayload> => {
+): Promise<jose.JWTPayload & { sub: string }> => {
   let payload: jose.JWTPayload
   try {
     ;({ payload } = await jose.jwtVerify(token, cfg.jwtSecret, {
@@ -61,50 +64,58 @@ const verifyJwt = async (
   if (typeof payload.scope !== 'string' || !opts.scopes.includes(payload.scope)) {
     throw new InvalidRequestError('Bad token scope', 'InvalidToken')
   }
-  return payload
+  return payload as jose.JWTPayload & { sub: string }
 }
 
-export const verifyAccess = async (
-  cfg: Config,
-  header: string | null | undefined,
-  scopes: readonly AuthScope[] = ACCESS_STANDARD,
-): Promise<AccessCredentials> => {
-  const token = bearerToken(header)
+/** Any access credential: today a password or app-password session token. */
+const verifyAccess = async (req: AuthRequest): Promise<AccessCredentials> => {
+  const token = bearerToken(req.authorization)
   if (!token) throw new AuthRequiredError(undefined, 'AuthMissing')
-  const payload = await verifyJwt(cfg, token, { typ: 'at+jwt', scopes })
-  return { type: 'access', did: payload.sub!, scope: payload.scope as AuthScope }
+  const payload = await verifySessionJwt(req.config, token, { typ: 'at+jwt', scopes: ACCESS_STANDARD })
+  return sessionCredentials(payload.sub, payload.scope as AuthScope)
 }
 
-export const verifyRefresh = async (
-  cfg: Config,
-  header: string | null | undefined,
-  opts: { allowExpired?: boolean } = {},
-): Promise<RefreshCredentials> => {
-  const token = bearerToken(header)
+const verifyRefresh = async (req: AuthRequest, allowExpired: boolean): Promise<RefreshCredentials> => {
+  const token = bearerToken(req.authorization)
   if (!token) throw new AuthRequiredError(undefined, 'AuthMissing')
-  const payload = await verifyJwt(cfg, token, { typ: 'refresh+jwt', scopes: [AuthScope.Refresh], allowExpired: opts.allowExpired })
+  const payload = await verifySessionJwt(req.config, token, { typ: 'refresh+jwt', scopes: [AuthScope.Refresh], allowExpired })
   if (typeof payload.jti !== 'string') throw new AuthRequiredError('Unexpected missing refresh token id', 'MissingTokenId')
-  return { type: 'refresh', did: payload.sub!, tokenId: payload.jti }
+  return { type: 'refresh', did: payload.sub, tokenId: payload.jti }
 }
 
-/** Optional auth: credentials if a valid access token is present, null if none is. */
-export const verifyOptionalAccess = async (cfg: Config, header: string | null | undefined): Promise<AccessCredentials | null> =>
-  header ? verifyAccess(cfg, header) : null
+/** Public methods. */
+export const noAuth: AuthPolicy<null> = async () => null
+
+/** Any session (app passwords included). */
+export const accessAuth: AuthPolicy<AccessCredentials> = verifyAccess
+
+/** Account management: a credential that may manage the account (the owner's password session). */
+export const fullAccessAuth: AuthPolicy<AccessCredentials> = async (req) => {
+  const credentials = await verifyAccess(req)
+  if (!credentials.mayManageAccount()) throw new InvalidRequestError('Bad token scope', 'InvalidToken')
+  return credentials
+}
+
+/** Credentials if an access token is present, null if none is (a present but bad one is an error). */
+export const optionalAccessAuth: AuthPolicy<AccessCredentials | null> = async (req) =>
+  req.authorization ? verifyAccess(req) : null
 
 /**
- * An access token, or a service token addressed to this PDS for exactly
- * `lxm` and signed with the account's key (how the video service uploads
- * the owner's video with a token from getServiceAuth).
+ * An access token, or a service token addressed to this PDS for exactly the
+ * method called and signed with the account's key (how the video service
+ * uploads the owner's video with a token from getServiceAuth).
  */
-export const verifyAccessOrServiceJwt = async (
-  cfg: Config,
-  header: string | null | undefined,
-  lxm: string,
-): Promise<AccessCredentials | ServiceCredentials> => {
-  const token = bearerToken(header)
+export const accessOrServiceAuth: AuthPolicy<AccessCredentials | ServiceCredentials> = async (req) => {
+  const token = bearerToken(req.authorization)
   if (token && isServiceJwt(token)) {
-    const { iss } = await verifyServiceJwt(cfg, token, lxm)
-    return { type: 'service', did: iss }
+    const { iss } = await verifyServiceJwt(req.config, token, req.nsid)
+    return { type: 'service', did: iss, lxm: req.nsid }
   }
-  return verifyAccess(cfg, header)
+  return verifyAccess(req)
 }
+
+/** A live refresh token (refreshSession). */
+export const refreshAuth: AuthPolicy<RefreshCredentials> = (req) => verifyRefresh(req, false)
+
+/** A refresh token, even expired (deleteSession ends a session whatever its age). */
+export const anyRefreshAuth: AuthPolicy<RefreshCredentials> = (req) => verifyRefresh(req, true)

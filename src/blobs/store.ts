@@ -1,12 +1,17 @@
 /**
- * Blob bytes in R2. Uploads are streamed straight into R2 while their SHA-256
- * is computed with `crypto.DigestStream`, so a 100 MB video never sits in the
- * isolate's memory; the size limit is enforced as the bytes flow. Objects are
- * stored under a random key and indexed by CID in D1 (src/db/blobs.ts), so
- * no copy or rename is needed once the hash is known.
+ * The blob store: bytes in R2, their index rows in D1 (src/db/blobs.ts).
+ *
+ * Uploads are streamed straight into R2 while their SHA-256 is computed with
+ * `crypto.DigestStream`, so a 100 MB video never sits in the isolate's
+ * memory; the size limit is enforced as the bytes flow. Objects are stored
+ * under a random key and indexed by CID, so no copy or rename is needed once
+ * the hash is known; the same bytes uploaded twice keep one object.
  */
 import { cidForRawHash } from '@atproto/lex-data'
 import { concatBytes } from '@atproto/repo'
+import type { Db } from '../db/client'
+import { getReferencedBlobRow, upsertBlob } from '../db/blobs'
+import { blobResponse, parseRange, unsatisfiableRange } from './serve'
 import { SNIFF_BYTES, sniffMimeType } from './sniff'
 
 export class BlobTooLargeError extends Error {
@@ -27,7 +32,7 @@ export interface StoredUpload {
 /** Bodies without Content-Length are buffered (R2 needs a known length), so only small ones. */
 const MAX_UNSIZED_BYTES = 8 * 1024 * 1024
 
-export const uploadToR2 = async (
+const uploadToR2 = async (
   bucket: R2Bucket,
   body: ReadableStream<Uint8Array>,
   opts: { contentLength: number | null; contentType: string | null; limit: number },
@@ -83,4 +88,50 @@ const readBounded = async (stream: ReadableStream<Uint8Array>, max: number): Pro
     parts.push(part)
   }
   return concatBytes(parts)
+}
+
+/** A blob reference as uploadBlob answers it (the JSON form of a lex blob). */
+export interface BlobRefView {
+  $type: 'blob'
+  ref: { $link: string }
+  mimeType: string
+  size: number
+}
+
+export class BlobStore {
+  constructor(
+    private readonly bucket: R2Bucket,
+    private readonly db: Db,
+    private readonly waitUntil: (promise: Promise<unknown>) => void,
+  ) {}
+
+  /** Streams an upload into R2 and indexes it; the same bytes twice keep one object. */
+  async upload(
+    body: ReadableStream<Uint8Array>,
+    opts: { contentLength: number | null; contentType: string | null; limit: number },
+  ): Promise<BlobRefView> {
+    const upload = await uploadToR2(this.bucket, body, opts)
+    const row = { cid: upload.cid, r2Key: upload.key, mimeType: upload.mimeType, size: upload.size }
+    const keptKey = await upsertBlob(this.db, row, new Date().toISOString())
+    if (keptKey !== upload.key) this.waitUntil(this.bucket.delete(upload.key))
+    return { $type: 'blob', ref: { $link: upload.cid }, mimeType: upload.mimeType, size: upload.size }
+  }
+
+  /**
+   * A blob some record references, as a download (with a byte range when
+   * asked), or null when there is no such blob.
+   */
+  async serve(cid: string, rangeHeader: string | null): Promise<Response | null> {
+    const row = await getReferencedBlobRow(this.db, cid)
+    if (!row) return null
+    const range = parseRange(rangeHeader, row.size)
+    if (range === 'unsatisfiable') return unsatisfiableRange(row.size)
+    const object = await this.bucket.get(row.r2Key, range ? { range } : {})
+    return object ? blobResponse(row, object, range) : null
+  }
+
+  /** Deletes objects whose index rows are gone (the cron's blob collection). */
+  async deleteObjects(keys: string[]): Promise<void> {
+    if (keys.length > 0) await this.bucket.delete(keys)
+  }
 }

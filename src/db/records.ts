@@ -26,14 +26,11 @@ export const getRecordRow = async (db: Db, uri: string): Promise<RecordRow | nul
 
 export const listRecordRows = (
   db: Db,
-  opts: { collection: string; limit: number; reverse: boolean; cursor?: string; rkeyStart?: string; rkeyEnd?: string },
+  opts: { collection: string; limit: number; reverse: boolean; cursor?: string },
 ): Promise<RecordRow[]> => {
-  const { collection, limit, reverse, cursor, rkeyStart, rkeyEnd } = opts
-  // The cursor wins over the deprecated rkeyStart/rkeyEnd, as in the reference PDS.
-  const range =
-    cursor !== undefined
-      ? [reverse ? gt(record.rkey, cursor) : lt(record.rkey, cursor)]
-      : [rkeyStart !== undefined ? gt(record.rkey, rkeyStart) : undefined, rkeyEnd !== undefined ? lt(record.rkey, rkeyEnd) : undefined]
+  const { collection, limit, reverse, cursor } = opts
+  // Newest first by default; `reverse` pages oldest first (as the reference PDS).
+  const range = cursor === undefined ? [] : [reverse ? gt(record.rkey, cursor) : lt(record.rkey, cursor)]
   return db.orm
     .select({ uri: record.uri, cid: record.cid, content: blobBytes(block.content) })
     .from(record)

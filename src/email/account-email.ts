@@ -10,7 +10,7 @@ import { randomBase32 } from '../auth/random'
 import type { Db } from '../db/client'
 import { deleteStateStatement, getStates, setStateStatement } from '../db/state'
 import type { Config, WorkerEnv } from '../env'
-import { InvalidRequestError } from '../xrpc/errors'
+import { InvalidRequestError } from '../errors'
 
 const ADDRESS = 'email:address'
 const CONFIRMED = 'email:confirmed'
@@ -30,8 +30,14 @@ export const getEmailState = async (db: Db, cfg: Config): Promise<EmailState> =>
   return { address, confirmed: stored.has(CONFIRMED) ? stored.get(CONFIRMED) === 'true' : cfg.emailConfirmed }
 }
 
+/** Cloudflare's send_email binding and the address codes are sent from. */
+export interface EmailSender {
+  binding: SendEmail
+  from: string
+}
+
 /** The binding and sender address, or null when this deployment cannot send email. */
-export const emailSender = (env: WorkerEnv, cfg: Config): { binding: SendEmail; from: string } | null =>
+export const emailSender = (env: WorkerEnv, cfg: Config): EmailSender | null =>
   env.EMAIL && cfg.emailFrom ? { binding: env.EMAIL, from: cfg.emailFrom } : null
 
 const newToken = (): string => {
@@ -42,7 +48,7 @@ const newToken = (): string => {
 const SUBJECTS: Record<TokenPurpose, string> = { confirm_email: 'Email Confirmation', update_email: 'Email Update Requested' }
 
 /** Stores a fresh code for `purpose` (replacing any earlier one) and mails it to `to`. */
-export const sendToken = async (db: Db, sender: { binding: SendEmail; from: string }, purpose: TokenPurpose, to: string, now = Date.now()): Promise<void> => {
+export const sendToken = async (db: Db, sender: EmailSender, purpose: TokenPurpose, to: string, now = Date.now()): Promise<void> => {
   const token = newToken()
   await db.batch([setStateStatement(db, TOKEN_PREFIX + purpose, JSON.stringify({ token, expiresAt: now + TOKEN_LIFETIME_MS }), new Date(now).toISOString())])
   await sender.binding.send({

@@ -8,20 +8,20 @@
  * Both run in the background (waitUntil); failures are logged, never thrown
  * into a write.
  */
+import type { KvCache } from '../cache/kv-cache'
 import type { Db } from '../db/client'
-import { appendEventStatements, getState, setStateStatement } from '../db/state'
-import { ANNOUNCED_HANDLE } from '../repo/commit'
+import { appendEventStatements, getState, setStateStatement, STATE_ANNOUNCED_HANDLE } from '../db/state'
 import { LAST_CRAWL_REQUEST_KEY, requestCrawl, type CrawlResult } from './crawl'
 import { encodeIdentityEvent } from './events'
 
 export const announceHandleIfChanged = async (db: Db, did: string, handle: string): Promise<boolean> => {
-  const announced = await getState(db, ANNOUNCED_HANDLE)
+  const announced = await getState(db, STATE_ANNOUNCED_HANDLE)
   // No repo yet: the genesis commit announces the handle itself.
   if (announced === null || announced === handle) return false
   const now = new Date().toISOString()
   await db.batch([
     ...appendEventStatements(db, 'identity', encodeIdentityEvent({ did, handle, time: now }), now),
-    setStateStatement(db, ANNOUNCED_HANDLE, handle, now),
+    setStateStatement(db, STATE_ANNOUNCED_HANDLE, handle, now),
   ])
   return true
 }
@@ -34,7 +34,7 @@ let lastCheckInIsolate = 0
  * (KV remembers across isolates), ask the relays to crawl us.
  */
 export const requestCrawlIfQuiet = async (opts: {
-  kv: KVNamespace
+  cache: KvCache
   relays: string[]
   hostname: string
   subscribers: () => Promise<number>
@@ -42,9 +42,9 @@ export const requestCrawlIfQuiet = async (opts: {
   const now = Date.now()
   if (opts.relays.length === 0 || now - lastCheckInIsolate < CRAWL_INTERVAL_MS) return null
   lastCheckInIsolate = now
-  if (await opts.kv.get(LAST_CRAWL_REQUEST_KEY)) return null
+  if (await opts.cache.getText(LAST_CRAWL_REQUEST_KEY)) return null
   if ((await opts.subscribers()) > 0) return null
-  await opts.kv.put(LAST_CRAWL_REQUEST_KEY, new Date(now).toISOString(), { expirationTtl: CRAWL_INTERVAL_MS / 1000 })
+  await opts.cache.put(LAST_CRAWL_REQUEST_KEY, new Date(now).toISOString(), CRAWL_INTERVAL_MS / 1000)
   const results = await requestCrawl(opts.relays, opts.hostname)
   console.log(JSON.stringify({ job: 'requestCrawl', results }))
   return results

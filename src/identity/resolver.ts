@@ -4,6 +4,7 @@
  * as `@atproto/identity` does). Documents are cached in the isolate and in
  * KV for an hour, so a proxied call rarely pays a resolution round trip.
  */
+import type { KvCache } from '../cache/kv-cache'
 import type { Config } from '../env'
 import { buildDidDocument, isOwnDidWeb } from './did-doc'
 
@@ -62,17 +63,17 @@ const fetchDocument = async (cfg: Config, did: string): Promise<ResolvedDidDocum
 }
 
 /** The DID document of `did`, from cache when fresh. */
-export const resolveDid = async (cfg: Config, cache: KVNamespace, did: string): Promise<ResolvedDidDocument> => {
+export const resolveDid = async (cfg: Config, cache: KvCache, did: string): Promise<ResolvedDidDocument> => {
   // Our own did:web document is never fetched over the network.
   if (did === cfg.did && isOwnDidWeb(cfg)) return buildDidDocument(cfg)
   const now = Date.now()
   const hit = memory.get(did)
   if (hit && hit.expiresAt > now) return hit.doc
   const kvKey = `did-doc:${did}`
-  let doc = await cache.get<ResolvedDidDocument>(kvKey, 'json').catch(() => null)
+  let doc = await cache.getJson<ResolvedDidDocument>(kvKey)
   if (!doc || doc.id !== did) {
     doc = await fetchDocument(cfg, did)
-    await cache.put(kvKey, JSON.stringify(doc), { expirationTtl: CACHE_TTL_S }).catch(() => {})
+    await cache.put(kvKey, doc, CACHE_TTL_S)
   }
   memory.set(did, { doc, expiresAt: now + CACHE_TTL_S * 1000 })
   return doc

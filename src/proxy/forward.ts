@@ -7,7 +7,7 @@
  * UpstreamFailure); an unreachable service is 502 UpstreamFailure.
  */
 import { concatBytes } from '@atproto/repo'
-import { XrpcError } from '../xrpc/errors'
+import { XrpcError } from '../errors'
 
 /** Request headers a client may address to the service behind us. */
 const FORWARDED_REQUEST_HEADERS = ['accept-language', 'atproto-accept-labelers', 'x-bsky-topics']

@@ -1,6 +1,6 @@
 /**
  * Errors the repo domain throws. They carry no HTTP knowledge; the XRPC layer
- * maps them (src/xrpc/errors.ts) to the names the reference PDS uses.
+ * maps them (src/http/errors.ts) to the names the reference PDS uses.
  */
 import type { Cid } from '@atproto/lex-data'
 

@@ -86,7 +86,7 @@ const validateRecord = async (
   opts: { validate?: boolean; validationPath?: (string | number)[] },
 ): Promise<ValidationStatus> => {
   if (opts.validate === false) return undefined
-  const schema = await recordSchema(collection)
+  const schema = recordSchema(collection)
   if (!schema) {
     if (opts.validate === true) throw new InvalidRecordError(`Unknown lexicon type: ${collection}`)
     return 'unknown'

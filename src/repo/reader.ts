@@ -39,7 +39,7 @@ export const readRecord = async (db: Db, uri: string, cid?: string): Promise<Rec
 
 export const listRecords = async (
   db: Db,
-  opts: { collection: string; limit: number; reverse: boolean; cursor?: string; rkeyStart?: string; rkeyEnd?: string },
+  opts: { collection: string; limit: number; reverse: boolean; cursor?: string },
 ): Promise<{ records: RecordView[]; cursor?: string }> => {
   const rows = await listRecordRows(db, opts)
   const records = rows.map(toView)

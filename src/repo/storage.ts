@@ -2,7 +2,7 @@
  * Read-only block storage for `@atproto/repo` over D1, with an isolate-wide
  * cache. Blocks are immutable by CID, so caching them is always safe; only
  * the root is read fresh for every write (src/repo/commit.ts). Writes never
- * go through here: the commit is applied as one D1 batch by `writeCommit`.
+ * go through here: the commit is applied as one D1 batch by `runCommit`.
  */
 import { BlockMap, ReadableBlockstore, type CommitData, type RepoStorage } from '@atproto/repo'
 import type { Cid } from '@atproto/lex-data'
@@ -24,6 +24,11 @@ class BlockCache {
       this.map.set(cid, value)
     }
     return value
+  }
+
+  /** Keeps blocks this isolate just committed, so the next write starts warm. */
+  remember(blocks: BlockMap): void {
+    for (const [cid, bytes] of blocks) this.set(cid.toString(), bytes)
   }
 
   set(cid: string, value: Uint8Array): void {
@@ -116,27 +121,22 @@ export class D1Blockstore extends ReadableBlockstore implements RepoStorage {
     }
   }
 
-  /** Remembers blocks this isolate just committed, so the next write starts warm. */
-  remember(blocks: BlockMap): void {
-    for (const [cid, bytes] of blocks) this.cache.set(cid.toString(), bytes)
-  }
-
   // The RepoStorage write half is deliberately unusable: the one write path
-  // is commitWrites(), which applies a commit as a single D1 batch.
+  // is runCommit() (src/repo/commit.ts), which applies a commit as a single D1 batch.
   getRoot(): Promise<Cid | null> {
     return Promise.reject(new Error('read the root through src/db/repo.ts'))
   }
   putBlock(): Promise<void> {
-    return Promise.reject(new Error('writes go through commitWrites()'))
+    return Promise.reject(new Error('writes go through runCommit()'))
   }
   putMany(): Promise<void> {
-    return Promise.reject(new Error('writes go through commitWrites()'))
+    return Promise.reject(new Error('writes go through runCommit()'))
   }
   updateRoot(): Promise<void> {
-    return Promise.reject(new Error('writes go through commitWrites()'))
+    return Promise.reject(new Error('writes go through runCommit()'))
   }
   applyCommit(_commit: CommitData): Promise<void> {
-    return Promise.reject(new Error('writes go through commitWrites()'))
+    return Promise.reject(new Error('writes go through runCommit()'))
   }
 }
 

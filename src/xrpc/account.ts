@@ -4,12 +4,13 @@
  * Rules and messages follow the reference PDS.
  */
 import { createAppPassword } from '../auth/app-passwords'
-import { isAccessPrivileged } from '../auth/scope'
+import { isIn, PROTECTED_METHODS } from '../auth/method-classes'
 import { createServiceJwt } from '../auth/service-jwt'
+import { accessAuth, fullAccessAuth, noAuth } from '../auth/verifier'
 import { countAccountState, deleteAppPassword, listAppPasswords } from '../db/account'
+import { InvalidRequestError } from '../errors'
 import { resolveDid, serviceEndpoint, verificationKey } from '../identity/resolver'
-import { isIn, PRIVILEGED_METHODS, PROTECTED_METHODS } from '../proxy/target'
-import { InvalidRequestError } from './errors'
+import { com } from '../lexicons'
 import type { XrpcRouter } from './router'
 
 const MINUTE_MS = 60_000
@@ -18,38 +19,41 @@ const HOUR_MS = 60 * MINUTE_MS
 /** A did:plc or did:web DID, optionally with a `#service` reference (the `aud` getServiceAuth accepts). */
 const ATPROTO_DID_REF = /^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.-]+(%3[aA]\d+)?)(#[a-zA-Z0-9_-]+)?$/
 
+const DELETED_BY_OPERATOR = 'The account of this single-user PDS is deleted by its owner deleting the deployment (see the README).'
+const PLC_BY_OPERATOR = 'PLC operations are signed with the rotation key its owner keeps (see the README: migration).'
+
 /** What the owner changes in the deployment's settings rather than through an app. */
-const BY_OPERATOR: Record<string, string> = {
-  'com.atproto.identity.updateHandle':
+const BY_OPERATOR = [
+  [
+    com.atproto.identity.updateHandle.main,
     'The handle of this PDS is its PDS_HANDLE setting: change it in wrangler.toml and redeploy (the PDS then announces it to the network).',
-  'com.atproto.server.deactivateAccount': 'This single-user PDS is deactivated by its owner stopping the Worker (wrangler delete), not through the API.',
-  'com.atproto.server.activateAccount': 'The account of this single-user PDS is always active.',
-  'com.atproto.server.requestAccountDelete': 'The account of this single-user PDS is deleted by its owner deleting the deployment (see the README).',
-  'com.atproto.server.deleteAccount': 'The account of this single-user PDS is deleted by its owner deleting the deployment (see the README).',
-  'com.atproto.identity.requestPlcOperationSignature': 'PLC operations are signed with the rotation key its owner keeps (see the README: migration).',
-  'com.atproto.identity.signPlcOperation': 'PLC operations are signed with the rotation key its owner keeps (see the README: migration).',
-}
+  ],
+  [com.atproto.server.deactivateAccount.main, 'This single-user PDS is deactivated by its owner stopping the Worker (wrangler delete), not through the API.'],
+  [com.atproto.server.activateAccount.main, 'The account of this single-user PDS is always active.'],
+  [com.atproto.server.requestAccountDelete.main, DELETED_BY_OPERATOR],
+  [com.atproto.identity.requestPlcOperationSignature.main, PLC_BY_OPERATOR],
+  [com.atproto.identity.signPlcOperation.main, PLC_BY_OPERATOR],
+] as const
 
 const PASSWORD_BY_OPERATOR = 'The password of this PDS is set by its owner with the PDS_PASSWORD secret (see the README); it cannot be reset by email.'
 
 export const registerAccountMethods = (x: XrpcRouter): void => {
-  x.procedure('com.atproto.server.createAppPassword', 'access-full', async ({ deps, input }) =>
-    createAppPassword(deps.db, deps.config.did, String(input.name), input.privileged === true),
+  x.procedure(com.atproto.server.createAppPassword.main, fullAccessAuth, async ({ deps, input }) =>
+    createAppPassword(deps.db, deps.config.did, input.name, input.privileged === true),
   )
 
-  x.query('com.atproto.server.listAppPasswords', 'access', async ({ deps }) => ({ passwords: await listAppPasswords(deps.db) }))
+  x.query(com.atproto.server.listAppPasswords.main, accessAuth, async ({ deps }) => ({ passwords: await listAppPasswords(deps.db) }))
 
   // Revoking also ends every session made with that password (its refresh tokens).
-  x.procedure('com.atproto.server.revokeAppPassword', 'access', async ({ deps, input }) => {
-    await deleteAppPassword(deps.db, String(input.name))
+  x.procedure(com.atproto.server.revokeAppPassword.main, accessAuth, async ({ deps, input }) => {
+    await deleteAppPassword(deps.db, input.name)
   })
 
-  x.query('com.atproto.server.getServiceAuth', 'access', async ({ deps, params, auth }) => {
-    const aud = String(params.aud)
-    const lxm = typeof params.lxm === 'string' ? params.lxm : null
-    const exp = typeof params.exp === 'number' ? params.exp : undefined
+  x.query(com.atproto.server.getServiceAuth.main, accessAuth, async ({ deps, params, auth }) => {
+    const { aud, exp } = params
+    const lxm = params.lxm ?? null
     if (!ATPROTO_DID_REF.test(aud)) throw new InvalidRequestError('aud must be a valid atproto DID or did#serviceId reference')
-    if (lxm !== null && isIn(PRIVILEGED_METHODS, lxm) && !isAccessPrivileged(auth.scope)) {
+    if (lxm !== null && !auth.mayCallService(lxm, aud)) {
       throw new InvalidRequestError(`insufficient access to request a service auth token for the following method: ${lxm}`)
     }
     if (exp !== undefined) {
@@ -67,9 +71,9 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
   })
 
   // What migration tools ask before and after moving an account here.
-  x.query('com.atproto.server.checkAccountStatus', 'access', async ({ deps }) => {
+  x.query(com.atproto.server.checkAccountStatus.main, accessAuth, async ({ deps }) => {
     const cfg = deps.config
-    const [counts, didDoc] = await Promise.all([countAccountState(deps.db), resolveDid(cfg, deps.env.CACHE, cfg.did).catch(() => null)])
+    const [counts, didDoc] = await Promise.all([countAccountState(deps.db), resolveDid(cfg, deps.cache, cfg.did).catch(() => null)])
     return {
       activated: true,
       // The world must find this PDS and its key in the DID document.
@@ -87,18 +91,16 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
     }
   })
 
-  const byOperator = (nsid: string) => async (): Promise<never> => {
-    throw new InvalidRequestError(BY_OPERATOR[nsid])
+  const refuse = (message: string) => async (): Promise<never> => {
+    throw new InvalidRequestError(message)
   }
+  for (const [method, message] of BY_OPERATOR) x.procedure(method, fullAccessAuth, refuse(message))
   // deleteAccount proves itself with a password and an emailed token, not a session.
-  for (const nsid of Object.keys(BY_OPERATOR)) x.procedure(nsid, nsid.endsWith('.deleteAccount') ? 'none' : 'access-full', byOperator(nsid))
+  x.procedure(com.atproto.server.deleteAccount.main, noAuth, refuse(DELETED_BY_OPERATOR))
 
   // Invite codes do not exist on a single-user PDS; the app still asks.
-  x.query('com.atproto.server.getAccountInviteCodes', 'access-full', async () => ({ codes: [] }))
+  x.query(com.atproto.server.getAccountInviteCodes.main, fullAccessAuth, async () => ({ codes: [] }))
 
-  const noReset = async (): Promise<never> => {
-    throw new InvalidRequestError(PASSWORD_BY_OPERATOR)
-  }
-  x.procedure('com.atproto.server.requestPasswordReset', 'none', noReset)
-  x.procedure('com.atproto.server.resetPassword', 'none', noReset)
+  x.procedure(com.atproto.server.requestPasswordReset.main, noAuth, refuse(PASSWORD_BY_OPERATOR))
+  x.procedure(com.atproto.server.resetPassword.main, noAuth, refuse(PASSWORD_BY_OPERATOR))
 }

@@ -6,12 +6,11 @@
  * AppView (`atproto-proxy`) goes there instead.
  */
 import { lexToJson } from '@atproto/lex-json'
-import { AuthScope } from '../auth/scope'
-import type { AccessCredentials } from '../auth/verifier'
+import { accessAuth } from '../auth/verifier'
 import { listPreferences, replacePreferences, type StoredPref } from '../db/account'
 import type { Config } from '../env'
-import { InvalidRequestError } from './errors'
-import { proxyXrpc } from './proxy'
+import { InvalidRequestError } from '../errors'
+import { app } from '../lexicons'
 import type { XrpcRouter } from './router'
 
 const NAMESPACE = 'app.bsky'
@@ -20,11 +19,11 @@ const DECLARED_AGE = 'app.bsky.actor.defs#declaredAgePref'
 
 const inNamespace = (name: string): boolean => name === NAMESPACE || name.startsWith(`${NAMESPACE}.`)
 const allowed = (type: string, fullAccess: boolean): boolean => fullAccess || type !== PERSONAL_DETAILS
-const isFullAccess = (auth: AccessCredentials): boolean => auth.scope === AuthScope.Access
-
-/** True when the client asked for an AppView other than ours. */
-const addressedElsewhere = (cfg: Config, proxyHeader: string | null): boolean =>
-  proxyHeader !== null && proxyHeader !== '' && (cfg.appView === null || proxyHeader !== `${cfg.appView.did}#bsky_appview`)
+/** True when the client asked for an AppView other than ours: the call is forwarded there as it is. */
+const addressedElsewhere = (req: Request, cfg: Config): boolean => {
+  const proxyHeader = req.headers.get('atproto-proxy')
+  return proxyHeader !== null && proxyHeader !== '' && (cfg.appView === null || proxyHeader !== `${cfg.appView.did}#bsky_appview`)
+}
 
 const ageOn = (birthDate: string, today: Date): number => {
   const born = new Date(birthDate)
@@ -35,31 +34,36 @@ const ageOn = (birthDate: string, today: Date): number => {
 }
 
 export const registerPreferenceMethods = (x: XrpcRouter): void => {
-  x.query('app.bsky.actor.getPreferences', 'access', async ({ deps, auth, c }) => {
-    if (addressedElsewhere(deps.config, c.req.header('atproto-proxy') ?? null)) return proxyXrpc(c, 'app.bsky.actor.getPreferences')
-    const prefs = (await listPreferences(deps.db)).filter((p) => inNamespace(p.name)).map((p) => p.value)
-    const details = prefs.find((p) => p.$type === PERSONAL_DETAILS)
-    if (typeof details?.birthDate === 'string') {
-      const age = ageOn(details.birthDate, new Date())
-      prefs.push({ $type: DECLARED_AGE, isOverAge13: age >= 13, isOverAge16: age >= 16, isOverAge18: age >= 18 })
-    }
-    return { preferences: prefs.filter((p) => allowed(String(p.$type), isFullAccess(auth))) }
-  })
+  x.query(
+    app.bsky.actor.getPreferences.main,
+    accessAuth,
+    async ({ deps, auth }) => {
+      const prefs = (await listPreferences(deps.db)).filter((p) => inNamespace(p.name)).map((p) => p.value)
+      const details = prefs.find((p) => p.$type === PERSONAL_DETAILS)
+      if (typeof details?.birthDate === 'string') {
+        const age = ageOn(details.birthDate, new Date())
+        prefs.push({ $type: DECLARED_AGE, isOverAge13: age >= 13, isOverAge16: age >= 16, isOverAge18: age >= 18 })
+      }
+      return { preferences: prefs.filter((p) => allowed(String(p.$type), auth.mayManageAccount())) }
+    },
+    { forwardIf: addressedElsewhere },
+  )
 
-  x.procedure('app.bsky.actor.putPreferences', 'access', async ({ deps, auth, input, c }) => {
-    const values = (input.preferences as unknown[]).map((pref) => lexToJson(pref as never) as Record<string, unknown>)
-    if (addressedElsewhere(deps.config, c.req.header('atproto-proxy') ?? null)) {
-      // The router has read the body; forward what it parsed.
-      return proxyXrpc(c, 'app.bsky.actor.putPreferences', { body: JSON.stringify({ ...input, preferences: values }) })
-    }
-    for (const pref of values) if (typeof pref.$type !== 'string') throw new InvalidRequestError('Preference is missing a $type')
-    const types = values.map((pref) => pref.$type as string)
-    if (!types.every(inNamespace)) throw new InvalidRequestError(`Some preferences are not in the ${NAMESPACE} namespace`)
-    const fullAccess = isFullAccess(auth)
-    const forbidden = types.filter((type) => !allowed(type, fullAccess))
-    if (forbidden.length > 0) throw new InvalidRequestError(`Do not have authorization to set preferences: ${forbidden.join(', ')}`)
-    const stored: StoredPref[] = values.filter((pref) => pref.$type !== DECLARED_AGE).map((value) => ({ name: value.$type as string, value }))
-    // An app password cannot see personal details, so its put must not erase them.
-    await replacePreferences(deps.db, { namespace: NAMESPACE, keep: fullAccess ? [] : [PERSONAL_DETAILS] }, stored)
-  })
+  x.procedure(
+    app.bsky.actor.putPreferences.main,
+    accessAuth,
+    async ({ deps, auth, input }) => {
+      const values = input.preferences.map((pref) => lexToJson(pref as never) as Record<string, unknown>)
+      for (const pref of values) if (typeof pref.$type !== 'string') throw new InvalidRequestError('Preference is missing a $type')
+      const types = values.map((pref) => pref.$type as string)
+      if (!types.every(inNamespace)) throw new InvalidRequestError(`Some preferences are not in the ${NAMESPACE} namespace`)
+      const fullAccess = auth.mayManageAccount()
+      const forbidden = types.filter((type) => !allowed(type, fullAccess))
+      if (forbidden.length > 0) throw new InvalidRequestError(`Do not have authorization to set preferences: ${forbidden.join(', ')}`)
+      const stored: StoredPref[] = values.filter((pref) => pref.$type !== DECLARED_AGE).map((value) => ({ name: value.$type as string, value }))
+      // An app password cannot see personal details, so its put must not erase them.
+      await replacePreferences(deps.db, { namespace: NAMESPACE, keep: fullAccess ? [] : [PERSONAL_DETAILS] }, stored)
+    },
+    { forwardIf: addressedElsewhere },
+  )
 }

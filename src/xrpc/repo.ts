@@ -1,20 +1,21 @@
 /**
  * com.atproto.repo.*: record writes (all through `commitWrites`, the one
- * write path) and record reads, with the reference PDS's errors.
+ * write path), record reads and blob uploads, with the reference PDS's errors.
  */
 import { parseCid, type Cid } from '@atproto/lex-data'
+import { assertMayUploadBlob, assertMayWriteRecords, type AccessCredentials } from '../auth/credentials'
+import { accessAuth, accessOrServiceAuth, noAuth } from '../auth/verifier'
+import { listMissingBlobRefs } from '../db/blobs'
+import { listCollections } from '../db/records'
+import { AuthRequiredError, ForbiddenError, InvalidRequestError } from '../errors'
+import type { Deps } from '../http/context'
+import { buildDidDocument, resolveOwnAccount } from '../identity/did-doc'
+import { resolveDid } from '../identity/resolver'
+import { com } from '../lexicons'
 import { commitWrites, type CommitResult, type WriteRequest } from '../repo/commit'
 import { prepareCreate, prepareDelete, prepareUpdate, type PreparedWrite } from '../repo/prepare'
 import { listRecords, readRecord } from '../repo/reader'
-import { listCollections } from '../db/records'
-import { listMissingBlobRefs, upsertBlob } from '../db/blobs'
-import { uploadToR2 } from '../blobs/store'
-import { resolveDid } from '../identity/resolver'
-import { buildDidDocument, resolveOwnAccount } from '../identity/did-doc'
-import type { Deps } from './context'
-import type { AccessCredentials } from '../auth/verifier'
 import type { XrpcRouter } from './router'
-import { AuthRequiredError, ForbiddenError, InvalidRequestError } from './errors'
 
 /** The repo a write targets must be ours and the caller's (reference: findAccount + DID check). */
 const writableRepo = (deps: Deps, auth: AccessCredentials, repo: string): string => {
@@ -31,88 +32,97 @@ const readableRepo = (deps: Deps, repo: string): string => {
   return did
 }
 
-const optionalCid = (value: unknown, field: string): Cid | undefined => {
-  if (value === undefined || value === null) return undefined
+const optionalCid = (value: string | undefined, field: string): Cid | undefined => {
+  if (value === undefined) return undefined
   try {
-    return parseCid(String(value))
+    return parseCid(value)
   } catch {
-    throw new InvalidRequestError(`Invalid CID in ${field}: ${String(value)}`)
+    throw new InvalidRequestError(`Invalid CID in ${field}: ${value}`)
   }
 }
 
+/** The commit, written as the reference answers with it. */
 const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.toString(), rev: commit.rev } : undefined)
+
+/** Writes the prepared records as one commit, once the credential may make each of them. */
+const commitAllowed = (deps: Deps, auth: AccessCredentials, writes: WriteRequest[], opts: Parameters<typeof commitWrites>[2]) => {
+  assertMayWriteRecords(
+    auth,
+    writes.map((w) => ({ collection: w.collection, action: w.action === 'put' ? 'update' : w.action })),
+  )
+  return commitWrites(deps.repo, writes, opts)
+}
 
 export const registerRepoMethods = (x: XrpcRouter): void => {
   x.procedure(
-    'com.atproto.repo.uploadBlob',
-    'access-or-service',
-    async ({ deps, req }) => {
+    com.atproto.repo.uploadBlob.main,
+    accessOrServiceAuth,
+    async ({ deps, auth, req }) => {
       if (!req.body) throw new InvalidRequestError('A request body is expected but none was provided')
       // As the reference (xrpc-server): the encoding must be given and be a MIME type.
       const contentType = req.headers.get('content-type')?.split(';')[0].trim() ?? ''
       if (!/^[\w.+-]+\/[\w.+-]+$/.test(contentType)) {
         throw new InvalidRequestError('Request encoding (Content-Type) required but not provided')
       }
+      assertMayUploadBlob(auth, contentType)
       const length = req.headers.get('content-length')
-      const upload = await uploadToR2(deps.env.BLOBS, req.body, {
+      const blob = await deps.blobs.upload(req.body, {
         contentLength: length === null ? null : Number(length),
         contentType: req.headers.get('content-type'),
         limit: deps.config.blobUploadLimit,
       })
-      const keptKey = await upsertBlob(deps.db, { cid: upload.cid, r2Key: upload.key, mimeType: upload.mimeType, size: upload.size }, new Date().toISOString())
-      // The same bytes were already stored: keep one object.
-      if (keptKey !== upload.key) deps.waitUntil(deps.env.BLOBS.delete(upload.key))
-      return { blob: { $type: 'blob', ref: { $link: upload.cid }, mimeType: upload.mimeType, size: upload.size } }
+      return { blob }
     },
     { rawInput: true },
   )
 
-  x.query('com.atproto.repo.listMissingBlobs', 'access', async ({ deps, params }) => {
+  x.query(com.atproto.repo.listMissingBlobs.main, accessAuth, async ({ deps, params }) => {
     const limit = params.limit ?? 500
     const blobs = await listMissingBlobRefs(deps.db, { cursor: params.cursor, limit })
     return { blobs, cursor: blobs.length === limit ? blobs.at(-1)?.cid : undefined }
   })
 
-  x.procedure('com.atproto.repo.createRecord', 'access', async ({ deps, auth, input }) => {
+  x.procedure(com.atproto.repo.createRecord.main, accessAuth, async ({ deps, auth, input }) => {
     const did = writableRepo(deps, auth, input.repo)
     const write = await prepareCreate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate })
-    const commit = await commitWrites(deps.repo, [write], {
+    const commit = await commitAllowed(deps, auth, [write], {
       swapCommit: optionalCid(input.swapCommit, 'swapCommit'),
       replaceBacklinks: input.validate !== false,
     })
     return { uri: write.uri, cid: write.cid.toString(), commit: commitView(commit), validationStatus: write.validationStatus }
   })
 
-  x.procedure('com.atproto.repo.putRecord', 'access', async ({ deps, auth, input }) => {
+  x.procedure(com.atproto.repo.putRecord.main, accessAuth, async ({ deps, auth, input }) => {
     const did = writableRepo(deps, auth, input.repo)
     // swapRecord: null means "must not exist yet"; absent means "no check".
     const swapCid = input.swapRecord === null ? null : optionalCid(input.swapRecord, 'swapRecord')
     const prepared = await prepareUpdate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate, swapCid })
-    const put: WriteRequest = { ...prepared, action: 'put' }
-    const commit = await commitWrites(deps.repo, [put], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitAllowed(deps, auth, [{ ...prepared, action: 'put' }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
     return { uri: prepared.uri, cid: prepared.cid.toString(), commit: commitView(commit), validationStatus: prepared.validationStatus }
   })
 
-  x.procedure('com.atproto.repo.deleteRecord', 'access', async ({ deps, auth, input }) => {
+  x.procedure(com.atproto.repo.deleteRecord.main, accessAuth, async ({ deps, auth, input }) => {
     const did = writableRepo(deps, auth, input.repo)
     const write = prepareDelete({ did, collection: input.collection, rkey: input.rkey, swapCid: optionalCid(input.swapRecord, 'swapRecord') })
-    const commit = await commitWrites(deps.repo, [{ ...write, ifExists: true }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitAllowed(deps, auth, [{ ...write, ifExists: true }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
     return { commit: commitView(commit) }
   })
 
-  x.procedure('com.atproto.repo.applyWrites', 'access', async ({ deps, auth, input }) => {
+  x.procedure(com.atproto.repo.applyWrites.main, accessAuth, async ({ deps, auth, input }) => {
     const did = writableRepo(deps, auth, input.repo)
-    const writes = input.writes as { $type?: string; collection: string; rkey?: string; value?: unknown }[]
-    if (writes.length > 200) throw new InvalidRequestError('Too many writes. Max: 200')
+    if (input.writes.length > 200) throw new InvalidRequestError('Too many writes. Max: 200')
     const prepared: PreparedWrite[] = []
-    for (const [i, w] of writes.entries()) {
+    for (const [i, w] of input.writes.entries()) {
+      if (w.$type === 'com.atproto.repo.applyWrites#delete') {
+        prepared.push(prepareDelete({ did, collection: w.collection, rkey: w.rkey }))
+        continue
+      }
       const base = { did, collection: w.collection, record: w.value, validate: input.validate, validationPath: ['writes', i, 'record'] }
       if (w.$type === 'com.atproto.repo.applyWrites#create') prepared.push(await prepareCreate({ ...base, rkey: w.rkey }))
-      else if (w.$type === 'com.atproto.repo.applyWrites#update') prepared.push(await prepareUpdate({ ...base, rkey: w.rkey ?? '' }))
-      else if (w.$type === 'com.atproto.repo.applyWrites#delete') prepared.push(prepareDelete({ did, collection: w.collection, rkey: w.rkey ?? '' }))
-      else throw new InvalidRequestError(`Action not supported: ${w.$type}`)
+      else if (w.$type === 'com.atproto.repo.applyWrites#update') prepared.push(await prepareUpdate({ ...base, rkey: w.rkey }))
+      else throw new InvalidRequestError(`Action not supported: ${(w as { $type?: string }).$type}`)
     }
-    const commit = await commitWrites(deps.repo, prepared, { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitAllowed(deps, auth, prepared, { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
     return {
       commit: commitView(commit),
       results: prepared.map((w) =>
@@ -128,7 +138,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
     }
   })
 
-  x.query('com.atproto.repo.getRecord', 'none', async ({ deps, params }) => {
+  x.query(com.atproto.repo.getRecord.main, noAuth, async ({ deps, params }) => {
     const did = resolveOwnAccount(deps.config, params.repo)
     if (!did) throw new InvalidRequestError('Could not locate record')
     const uri = `at://${did}/${params.collection}/${params.rkey}`
@@ -137,24 +147,22 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
     return record
   })
 
-  x.query('com.atproto.repo.listRecords', 'none', async ({ deps, params }) => {
+  x.query(com.atproto.repo.listRecords.main, noAuth, async ({ deps, params }) => {
     readableRepo(deps, params.repo)
     return listRecords(deps.db, {
       collection: params.collection,
       limit: params.limit ?? 50,
       reverse: params.reverse ?? false,
       cursor: params.cursor,
-      rkeyStart: params.rkeyStart,
-      rkeyEnd: params.rkeyEnd,
     })
   })
 
-  x.query('com.atproto.repo.describeRepo', 'none', async ({ deps, params }) => {
+  x.query(com.atproto.repo.describeRepo.main, noAuth, async ({ deps, params }) => {
     const did = resolveOwnAccount(deps.config, params.repo)
     if (!did) throw new InvalidRequestError(`Could not find repo for DID: ${params.repo}`, 'RepoNotFound')
     // A did:plc document lives in the directory: show what the world sees (ours if it cannot be reached).
     const [didDoc, collections] = await Promise.all([
-      resolveDid(deps.config, deps.env.CACHE, did).catch(() => buildDidDocument(deps.config)),
+      resolveDid(deps.config, deps.cache, did).catch(() => buildDidDocument(deps.config)),
       listCollections(deps.db),
     ])
     const handleIsCorrect = Array.isArray(didDoc.alsoKnownAs) && didDoc.alsoKnownAs.includes(`at://${deps.config.handle}`)

@@ -1,88 +1,78 @@
 /**
  * XRPC dispatch: one Hono route for `/xrpc/:nsid` that checks the HTTP
- * method, decodes and validates params and JSON input against the official
- * lexicons, verifies auth, then calls the handler with typed-enough input.
- * Handlers never re-check what the lexicon already guarantees.
+ * method, decodes and validates params and JSON input with the method's
+ * generated lexicon schema, runs the route's auth policy, then calls the
+ * handler with input typed for that very method. Handlers never re-check
+ * what the lexicon guarantees and never see Hono.
  *
- * Methods without a route go to the fallback (the proxy) or answer 501
- * MethodNotImplemented; a served method called with the wrong HTTP verb
- * answers 400, as `@atproto/xrpc-server` does.
+ * Methods without a route go to the fallback (forwarding), which runs the
+ * same auth path; a served method called with the wrong HTTP verb answers
+ * 400, as `@atproto/xrpc-server` does.
  */
 import type { Context, Hono } from 'hono'
 import { jsonToLex } from '@atproto/lex-json'
-import { isValidNsid } from '@atproto/syntax'
 import { l } from '@atproto/lex-schema'
-import { ACCESS_FULL } from '../auth/scope'
-import {
-  verifyAccess,
-  verifyAccessOrServiceJwt,
-  verifyOptionalAccess,
-  verifyRefresh,
-  type AccessCredentials,
-  type RefreshCredentials,
-  type ServiceCredentials,
-} from '../auth/verifier'
-import { methodSchema, methodType } from '../lexicon'
-import type { AppEnv, Deps } from './context'
-import { InvalidRequestError, MethodNotImplementedError, XrpcError } from './errors'
+import { isValidNsid } from '@atproto/syntax'
+import { noAuth, type AuthPolicy } from '../auth/verifier'
+import type { Config } from '../env'
+import { InvalidRequestError, XrpcError } from '../errors'
+import type { AppEnv, Deps } from '../http/context'
+import { markPrivate } from '../http/private'
 
-/**
- * `access`: any session (app passwords included); `access-full`: the owner's
- * password only (account management); `access-or-service`: also a service
- * token from getServiceAuth addressed to us for this very method.
- */
-type AuthMode = 'none' | 'access' | 'access-full' | 'access-or-service' | 'refresh' | 'refresh-allow-expired' | 'optional'
+type Method = l.Query | l.Procedure
 
-type CredentialsFor<A extends AuthMode> = A extends 'access' | 'access-full'
-  ? AccessCredentials
-  : A extends 'access-or-service'
-    ? AccessCredentials | ServiceCredentials
-    : A extends 'refresh' | 'refresh-allow-expired'
-      ? RefreshCredentials
-      : A extends 'optional'
-        ? AccessCredentials | null
-        : null
-
-export interface HandlerArgs<A extends AuthMode> {
+export interface HandlerArgs<M extends Method, C> {
   deps: Deps
-  params: Record<string, any>
-  /** The validated JSON body (procedures with a JSON input), else undefined. */
-  input: any
-  auth: CredentialsFor<A>
-  /** The raw request, for handlers that stream (blob uploads, CARs). */
+  params: l.InferMethodParams<M>
+  /** The validated JSON body of a procedure (lex values: CIDs, bytes, blob refs). */
+  input: l.InferMethodInputBody<M, Uint8Array>
+  auth: C
+  /** The raw request, for handlers that stream (blob uploads, CARs) or read a header. */
   req: Request
-  c: Context<AppEnv>
 }
 
 /** A handler answers with a JSON body, a ready Response, or nothing (200 empty). */
-export type XrpcHandler<A extends AuthMode> = (args: HandlerArgs<A>) => Promise<object | Response | void>
+export type XrpcHandler<M extends Method, C> = (args: HandlerArgs<M, C>) => Promise<object | Response | void>
 
-interface Route {
-  type: 'query' | 'procedure'
-  auth: AuthMode
-  handler: XrpcHandler<any>
-  /** Skip lexicon input parsing (the handler reads the raw body). */
+export interface RouteOptions {
+  /** The handler reads the raw body itself (uploads, CAR imports): no JSON parsing. */
   rawInput?: boolean
+  /**
+   * When true for a request, the call is addressed to another service and
+   * goes to the fallback untouched (e.g. preferences asked of another AppView).
+   */
+  forwardIf?: (req: Request, config: Config) => boolean
 }
 
-/** Answers methods without a local handler (the proxy); without one they are 501. */
-export type XrpcFallback = (c: Context<AppEnv>, nsid: string) => Promise<Response>
+interface Route {
+  method: Method
+  auth: AuthPolicy<unknown>
+  handler: XrpcHandler<Method, unknown>
+  opts: RouteOptions
+}
+
+/** The catch-all for methods without a route: forwarding, through the same auth path. */
+export interface XrpcFallback<T, C> {
+  auth: AuthPolicy<C>
+  /** Runs before authentication (the reference checks the forwarding target first). */
+  prepare(args: { deps: Deps; nsid: string; req: Request }): Promise<T>
+  handler(args: { deps: Deps; nsid: string; req: Request; auth: C; prepared: T }): Promise<Response>
+}
 
 export class XrpcRouter {
   private routes = new Map<string, Route>()
-  private fallback: XrpcFallback | null = null
+  private fallback: XrpcFallback<unknown, unknown> | null = null
 
-  /** Methods with no route go here (checked before any lexicon rule: the service behind decides). */
-  setFallback(fallback: XrpcFallback): void {
-    this.fallback = fallback
+  query<M extends l.Query, C>(method: M, auth: AuthPolicy<C>, handler: XrpcHandler<M, C>, opts: RouteOptions = {}): void {
+    this.add(method, auth, handler, opts)
   }
 
-  query<A extends AuthMode>(nsid: string, auth: A, handler: XrpcHandler<A>): void {
-    this.routes.set(nsid, { type: 'query', auth, handler })
+  procedure<M extends l.Procedure, C>(method: M, auth: AuthPolicy<C>, handler: XrpcHandler<M, C>, opts: RouteOptions = {}): void {
+    this.add(method, auth, handler, opts)
   }
 
-  procedure<A extends AuthMode>(nsid: string, auth: A, handler: XrpcHandler<A>, opts: { rawInput?: boolean } = {}): void {
-    this.routes.set(nsid, { type: 'procedure', auth, handler, rawInput: opts.rawInput })
+  setFallback<T, C>(fallback: XrpcFallback<T, C>): void {
+    this.fallback = fallback as XrpcFallback<unknown, unknown>
   }
 
   /** Mounts the dispatcher on the app. */
@@ -90,65 +80,60 @@ export class XrpcRouter {
     app.all('/xrpc/:nsid', (c) => this.dispatch(c))
   }
 
+  private add<M extends Method, C>(method: M, auth: AuthPolicy<C>, handler: XrpcHandler<M, C>, opts: RouteOptions): void {
+    this.routes.set(method.nsid, { method, auth, handler: handler as XrpcHandler<Method, unknown>, opts })
+  }
+
   private async dispatch(c: Context<AppEnv>): Promise<Response> {
     // The raw path segment, as the reference reads it: nothing that is not an NSID is served or forwarded.
-    const nsid = new URL(c.req.url).pathname.slice('/xrpc/'.length)
+    const url = new URL(c.req.url)
+    const nsid = url.pathname.slice('/xrpc/'.length)
     if (!isValidNsid(nsid)) throw new InvalidRequestError('invalid xrpc path')
-    const route = this.routes.get(nsid)
-    if (!route && this.fallback) return this.fallback(c, nsid)
-    const lexType = methodType(nsid)
-    const expected = route?.type ?? (lexType === 'subscription' ? null : lexType)
-    const method = c.req.method === 'HEAD' ? 'GET' : c.req.method
-    if (expected) {
-      const verb = expected === 'procedure' ? 'POST' : 'GET'
-      if (method !== verb) throw new InvalidRequestError(`Incorrect HTTP method (${c.req.method}) expected ${verb}`)
-    }
-    if (!route) throw new MethodNotImplementedError()
-
     const deps = c.get('deps')
-    const params = await parseParams(nsid, new URL(c.req.url).searchParams)
-    const input = route.type === 'procedure' && !route.rawInput ? await parseInput(nsid, c.req.raw) : undefined
-    if (route.auth !== 'none') {
-      // As the reference: answers that depend on credentials are never shared by caches.
+    const req = c.req.raw
+    const route = this.routes.get(nsid)
+    if (!route || route.opts.forwardIf?.(req, deps.config)) return this.forward(c, nsid)
+
+    const verb = route.method.type === 'procedure' ? 'POST' : 'GET'
+    const method = req.method === 'HEAD' ? 'GET' : req.method
+    if (method !== verb) throw new InvalidRequestError(`Incorrect HTTP method (${req.method}) expected ${verb}`)
+
+    const params = parseParams(nsid, route.method, url.searchParams)
+    const input = route.method.type === 'procedure' && !route.opts.rawInput ? await parseInput(route.method, req) : undefined
+    const authenticated = route.auth !== noAuth
+    // Set before the handler runs, so error answers are private too.
+    if (authenticated) {
       c.header('cache-control', 'private')
       c.header('vary', 'Authorization', { append: true })
     }
-    const auth = await authenticate(route.auth, deps, c.req.header('authorization'), nsid)
-    if (auth && 'did' in auth) c.set('authDid', auth.did)
-
-    const result = await route.handler({ deps, params, input, auth, req: c.req.raw, c })
-    if (result instanceof Response) return result
-    if (result === undefined) return c.body(null, 200)
-    return c.json(result)
+    const auth = await this.authenticate(c, route.auth, nsid)
+    const result = await route.handler({ deps, params, input, auth, req } as HandlerArgs<Method, unknown>)
+    if (result instanceof Response) return authenticated ? markPrivate(result) : result
+    return result === undefined ? c.body(null, 200) : c.json(result)
   }
-}
 
-const authenticate = async (mode: AuthMode, deps: Deps, header: string | undefined, nsid: string) => {
-  switch (mode) {
-    case 'none':
-      return null
-    case 'access':
-      return verifyAccess(deps.config, header)
-    case 'access-full':
-      return verifyAccess(deps.config, header, ACCESS_FULL)
-    case 'access-or-service':
-      return verifyAccessOrServiceJwt(deps.config, header, nsid)
-    case 'optional':
-      return verifyOptionalAccess(deps.config, header)
-    case 'refresh':
-      return verifyRefresh(deps.config, header)
-    case 'refresh-allow-expired':
-      return verifyRefresh(deps.config, header, { allowExpired: true })
+  private async forward(c: Context<AppEnv>, nsid: string): Promise<Response> {
+    if (!this.fallback) throw new XrpcError(501)
+    const deps = c.get('deps')
+    const req = c.req.raw
+    const prepared = await this.fallback.prepare({ deps, nsid, req })
+    const auth = await this.authenticate(c, this.fallback.auth, nsid)
+    return markPrivate(await this.fallback.handler({ deps, nsid, req, auth, prepared }))
+  }
+
+  /** Runs a policy; the caller's DID goes into the request log. */
+  private async authenticate<C>(c: Context<AppEnv>, policy: AuthPolicy<C>, nsid: string): Promise<C> {
+    const auth = await policy({ config: c.get('deps').config, authorization: c.req.header('authorization') ?? null, nsid })
+    if (auth !== null && typeof auth === 'object' && 'did' in auth) c.set('authDid', String(auth.did))
+    return auth
   }
 }
 
 /** Validates query params with the method's lexicon (as the reference: same messages). */
-const parseParams = async (nsid: string, search: URLSearchParams): Promise<Record<string, unknown>> => {
+const parseParams = (nsid: string, method: Method, search: URLSearchParams): unknown => {
   if (search.has('__proto__')) throw new InvalidRequestError('Invalid query parameter: __proto__', 'InvalidQueryParameter')
-  const schema = await methodSchema(nsid)
-  if (!schema) return Object.fromEntries(search)
   try {
-    return schema.parameters.fromURLSearchParams(search) as Record<string, unknown>
+    return method.parameters.fromURLSearchParams(search)
   } catch (err) {
     if (err instanceof l.LexValidationError) {
       throw new InvalidRequestError(`Invalid ${nsid} params: ${err.issues.map((issue) => issue.message).join(', ')}`)
@@ -157,20 +142,23 @@ const parseParams = async (nsid: string, search: URLSearchParams): Promise<Recor
   }
 }
 
+/** JSON bodies above this are refused (a commit's event may not exceed 2 MB anyway). */
+const MAX_JSON_BYTES = 2_000_000
+
 /**
  * Reads a JSON body, converts it to the atproto data model ($link, $bytes,
  * blobs) and validates it with the method's lexicon. Handlers get lex values.
  */
-const parseInput = async (nsid: string, req: Request): Promise<unknown> => {
-  const schema = await methodSchema(nsid)
-  if (!schema || schema.type !== 'procedure' || !schema.input.encoding) return undefined
+const parseInput = async (method: l.Procedure, req: Request): Promise<unknown> => {
+  const payload = method.input
+  if (!payload.encoding) return undefined
   const declared = Number(req.headers.get('content-length') ?? 0)
   if (declared > MAX_JSON_BYTES) throw new XrpcError(413, 'request entity too large')
   const text = await req.text()
   if (text.length > MAX_JSON_BYTES) throw new XrpcError(413, 'request entity too large')
   if (text.length === 0) throw new InvalidRequestError('A request body is expected but none was provided')
   const encoding = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase()
-  if (!schema.input.matchesEncoding(encoding)) {
+  if (!payload.matchesEncoding(encoding)) {
     throw new InvalidRequestError(`Wrong request encoding (Content-Type): ${encoding || 'none'}`)
   }
   let body: unknown
@@ -179,15 +167,12 @@ const parseInput = async (nsid: string, req: Request): Promise<unknown> => {
   } catch (err) {
     throw new InvalidRequestError(`Invalid JSON body: ${errorMessage(err)}`)
   }
-  if (!schema.input.schema) return body
+  if (!payload.schema) return body
   try {
-    return schema.input.schema.parse(jsonToLex(body as never))
+    return payload.schema.parse(jsonToLex(body as never))
   } catch (err) {
     throw new InvalidRequestError(errorMessage(err))
   }
 }
-
-/** JSON bodies above this are refused (a commit's event may not exceed 2 MB anyway). */
-const MAX_JSON_BYTES = 2_000_000
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err))

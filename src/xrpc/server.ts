@@ -4,13 +4,15 @@
  */
 import { verifyAppPassword } from '../auth/app-passwords'
 import { createSessionTokens, revokeSession, rotateSession } from '../auth/session'
-import { verifyPassword } from '../auth/password'
-import { resolveOwnAccount } from '../identity/did-doc'
+import { anyRefreshAuth, accessAuth, noAuth, refreshAuth } from '../auth/verifier'
 import { type EmailState, getEmailState } from '../email/account-email'
+import { AuthRequiredError, InvalidRequestError, RateLimitExceededError } from '../errors'
+import type { Deps } from '../http/context'
+import { resolveOwnAccount } from '../identity/did-doc'
 import { resolveDid } from '../identity/resolver'
-import type { Deps } from './context'
+import { com } from '../lexicons'
+import { verifyPassword } from '../password-setting'
 import type { XrpcRouter } from './router'
-import { AuthRequiredError, InvalidRequestError, RateLimitExceededError } from './errors'
 
 /** The reference refuses longer passwords outright. */
 const MAX_PASSWORD_LENGTH = 512
@@ -20,8 +22,8 @@ const MAX_PASSWORD_LENGTH = 512
  * Clients read the PDS endpoint from `didDoc`; like the reference, a
  * document that cannot be resolved right now is left out, not an error.
  */
-const accountView = async ({ config: cfg, env, db }: Deps, knownEmail?: EmailState) => {
-  const [didDoc, email] = await Promise.all([resolveDid(cfg, env.CACHE, cfg.did).catch(() => undefined), knownEmail ?? getEmailState(db, cfg)])
+const accountView = async ({ config: cfg, cache, db }: Deps, knownEmail?: EmailState) => {
+  const [didDoc, email] = await Promise.all([resolveDid(cfg, cache, cfg.did).catch(() => undefined), knownEmail ?? getEmailState(db, cfg)])
   return {
     did: cfg.did,
     ...(didDoc ? { didDoc } : {}),
@@ -33,7 +35,7 @@ const accountView = async ({ config: cfg, env, db }: Deps, knownEmail?: EmailSta
 }
 
 export const registerServerMethods = (x: XrpcRouter): void => {
-  x.query('com.atproto.server.describeServer', 'none', async ({ deps }) => ({
+  x.query(com.atproto.server.describeServer.main, noAuth, async ({ deps }) => ({
     did: deps.config.serviceDid,
     availableUserDomains: [],
     inviteCodeRequired: true,
@@ -42,13 +44,12 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     contact: {},
   }))
 
-  x.procedure('com.atproto.server.createSession', 'none', async ({ deps, input, req }) => {
-    const { config: cfg, env } = deps
-    const identifier = String(input.identifier)
-    const password = String(input.password)
+  x.procedure(com.atproto.server.createSession.main, noAuth, async ({ deps, input, req }) => {
+    const { config: cfg } = deps
+    const { identifier, password } = input
     // Every attempt counts, keyed like the reference: identifier + client IP.
     const ip = req.headers.get('cf-connecting-ip') ?? 'local'
-    const { success } = await env.LOGIN_LIMITER.limit({ key: `${identifier.toLowerCase()}-${ip}` })
+    const { success } = await deps.loginLimiter.limit({ key: `${identifier.toLowerCase()}-${ip}` })
     if (!success) throw new RateLimitExceededError('Too many login attempts, try again in a minute')
 
     if (password.length > MAX_PASSWORD_LENGTH) {
@@ -68,16 +69,16 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     return { ...tokens, ...view }
   })
 
-  x.query('com.atproto.server.getSession', 'access', async ({ deps }) => accountView(deps))
+  x.query(com.atproto.server.getSession.main, accessAuth, async ({ deps }) => accountView(deps))
 
-  x.procedure('com.atproto.server.refreshSession', 'refresh', async ({ deps, auth }) => {
+  x.procedure(com.atproto.server.refreshSession.main, refreshAuth, async ({ deps, auth }) => {
     if (auth.did !== deps.config.did) throw new InvalidRequestError(`Could not find user info for account: ${auth.did}`)
     const [tokens, view] = await Promise.all([rotateSession(deps.db, deps.config, auth.tokenId), accountView(deps)])
     if (!tokens) throw new InvalidRequestError('Token has been revoked', 'ExpiredToken')
     return { ...tokens, ...view }
   })
 
-  x.procedure('com.atproto.server.deleteSession', 'refresh-allow-expired', async ({ deps, auth }) => {
+  x.procedure(com.atproto.server.deleteSession.main, anyRefreshAuth, async ({ deps, auth }) => {
     await revokeSession(deps.db, auth.tokenId)
   })
 }

@@ -11,11 +11,18 @@ import { openDb, type Db } from '../../src/db/client'
 import { getRefreshToken } from '../../src/db/tokens'
 import type { Config } from '../../src/env'
 import { AuthScope, createSessionTokens, revokeSession, rotateSession } from '../../src/auth/session'
-import { verifyAccess, verifyOptionalAccess, verifyRefresh } from '../../src/auth/verifier'
-import { XrpcError } from '../../src/xrpc/errors'
+import { accessAuth, anyRefreshAuth, optionalAccessAuth, refreshAuth } from '../../src/auth/verifier'
+import { XrpcError } from '../../src/errors'
 import { testConfig, wipeDatabase, workerEnv } from '../repo/fixtures'
 
 const bearer = (token: string): string => `Bearer ${token}`
+
+/** The auth policies as a route runs them, for an Authorization header. */
+const request = (config: Config, authorization: string | undefined) => ({ config, authorization: authorization ?? null, nsid: 'com.atproto.server.getSession' })
+const verifyAccess = (config: Config, header: string | undefined) => accessAuth(request(config, header))
+const verifyOptionalAccess = (config: Config, header: string | undefined) => optionalAccessAuth(request(config, header))
+const verifyRefresh = (config: Config, header: string | undefined, opts: { allowExpired?: boolean } = {}) =>
+  (opts.allowExpired ? anyRefreshAuth : refreshAuth)(request(config, header))
 const jti = (refreshJwt: string): string => jose.decodeJwt(refreshJwt).jti as string
 
 /** The XRPC error a verification throws (name and status), or null if it passed. */
@@ -45,7 +52,9 @@ afterEach(() => {
 describe('verifying tokens', () => {
   it('an access token verifies as access, with the account DID and scope', async () => {
     const { accessJwt } = await createSessionTokens(db, cfg, cfg.did)
-    expect(await verifyAccess(cfg, bearer(accessJwt))).toEqual({ type: 'access', did: cfg.did, scope: AuthScope.Access })
+    const access = await verifyAccess(cfg, bearer(accessJwt))
+    expect(access).toMatchObject({ type: 'access', kind: 'password', did: cfg.did })
+    expect(access.mayManageAccount()).toBe(true)
     expect(await verifyOptionalAccess(cfg, bearer(accessJwt))).toMatchObject({ did: cfg.did })
     expect(await verifyOptionalAccess(cfg, undefined)).toBeNull()
     expect(jose.decodeProtectedHeader(accessJwt).typ).toBe('at+jwt')

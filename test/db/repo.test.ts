@@ -12,10 +12,11 @@ import { openDb } from '../../src/db/client'
 import { deleteDueRemovedBlocks } from '../../src/db/maintenance'
 import { type CommitWrite, getRepoCreatedAt, getRoot, isStaleCommitError, writeCommit } from '../../src/db/repo'
 import { encodeCommitEvent } from '../../src/firehose/events'
-import { commitWrites, ensureRepo, type RepoContext } from '../../src/repo/commit'
+import { commitWrites, type RepoContext } from '../../src/repo/commit'
 import { prepareCreate, prepareDelete, type PreparedCreate } from '../../src/repo/prepare'
 import { D1Blockstore } from '../../src/repo/storage'
 import {
+  ensureGenesis,
   liveAndReachableBlocks,
   linearChain,
   newRepoContext,
@@ -83,7 +84,7 @@ describe('commit batch guards', () => {
 
   it('refuses a second commit built on the same root and writes nothing of it', async () => {
     const ctx = await newRepoContext()
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     const first = await buildCommit(ctx, [await prepareThing(ctx.did, 1), await prepareThing(ctx.did, 2)])
     const second = await buildCommit(ctx, [await prepareThing(ctx.did, 3)])
     expect(second.prev).toBe(first.prev)
@@ -109,7 +110,7 @@ describe('commit batch guards', () => {
 
   it('refuses a commit on the current root whose rev does not increase (trigger)', async () => {
     const ctx = await newRepoContext()
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     const good = await buildCommit(ctx, [await prepareThing(ctx.did, 'a')])
     await writeCommit(ctx.db, good)
     const next = await buildCommit(ctx, [await prepareThing(ctx.did, 'b')])
@@ -129,7 +130,7 @@ describe('commit batch guards', () => {
 
   it('isStaleCommitError does not match other failures (they must not be retried)', async () => {
     const ctx = await newRepoContext()
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     const err = await rejection(workerEnv.DB.prepare("INSERT INTO repo_root VALUES ('did:web:x', 'c', 'r', 'now'), ('did:web:x', 'c', 'r', 'now')").run())
     expect(String(err)).toMatch(/UNIQUE constraint failed: repo_root/)
     expect(isStaleCommitError(err)).toBe(false)
@@ -283,10 +284,10 @@ describe('statement sizes', () => {
   })
 
   it('getRepoCreatedAt is the genesis time', async () => {
-    const ctx = await newRepoContext()
+    const ctx = await newRepoContext({ genesis: false })
     expect(await getRepoCreatedAt(ctx.db)).toBeNull()
     const started = Date.now()
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     await commitWrites(ctx, [await prepareThing(ctx.did, 1)])
     const at = await getRepoCreatedAt(openDb(workerEnv.DB))
     expect(at).not.toBeNull()

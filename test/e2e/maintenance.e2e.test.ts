@@ -84,31 +84,41 @@ const createPost = async (text: string): Promise<string> =>
   expectStatus(await xpost(pds, 'com.atproto.repo.createRecord', { repo: pds.did, collection: 'app.bsky.feed.post', record: post(text) }, token), 200).body.uri
 
 describe('re-announcing to relays (cron)', () => {
-  test('an idle PDS with no relay connected asks once, then not again within the interval', async () => {
-    expect(crawls).toEqual([])
+  const crawlRequest = () => ({ path: '/xrpc/com.atproto.sync.requestCrawl', body: { hostname: `localhost:${pds.port}` } })
+  /** Makes the last crawl request look two hours old, as if the interval had passed. */
+  const age = async (): Promise<void> => {
+    await wrangler(['kv', 'key', 'put', '--binding', 'CACHE', 'firehose:last-crawl-request', new Date(Date.now() - 2 * 3600_000).toISOString()])
+  }
+
+  test('first start: the genesis commit is announced once; then an idle PDS is re-announced by the cron once per interval', async () => {
+    // The genesis commit is a write with no relay connected: relays are asked to crawl the new repo.
+    await pollUntil(async () => crawls.length >= 1, { timeoutMs: 10_000, describe: () => 'the genesis commit did not ask the relay to crawl' })
+    expect(crawls).toEqual([crawlRequest()])
+    expect((await runCron()).crawl).toBe('recently requested')
+    expect(crawls.length).toBe(1)
+
+    await age()
     const first = await runCron()
     expect(first.crawl).toBe('requested')
-    expect(crawls).toEqual([{ path: '/xrpc/com.atproto.sync.requestCrawl', body: { hostname: `localhost:${pds.port}` } }])
+    expect(crawls.length).toBe(2)
+    expect(crawls[1]).toEqual(crawlRequest())
     const status = expectStatus(await request(pds, '/status.json'), 200).body
     expect(status.relays.lastCrawlRequest).toMatchObject({ at: first.at, trigger: 'cron', results: [{ relay: relay.url, ok: true, status: 200 }] })
 
     const second = await runCron()
     expect(second.crawl).toBe('recently requested')
-    expect(crawls.length).toBe(1)
+    expect(crawls.length).toBe(2)
   }, 60_000)
 
   test('after the interval it asks again; not while a relay is subscribed', async () => {
-    const age = async (): Promise<void> => {
-      await wrangler(['kv', 'key', 'put', '--binding', 'CACHE', 'firehose:last-crawl-request', new Date(Date.now() - 2 * 3600_000).toISOString()])
-    }
     await age()
     expect((await runCron()).crawl).toBe('requested')
-    expect(crawls.length).toBe(2)
+    expect(crawls.length).toBe(3)
     const relaySocket = await subscribe(pds)
     try {
       await age()
       expect((await runCron()).crawl).toBe('relay connected')
-      expect(crawls.length).toBe(2)
+      expect(crawls.length).toBe(3)
     } finally {
       await relaySocket.close()
     }

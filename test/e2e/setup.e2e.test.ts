@@ -13,7 +13,7 @@ import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Secp256k1Keypair } from '@atproto/crypto'
-import { parsePasswordSetting, verifyPassword } from '../../src/auth/password'
+import { parsePasswordSetting, verifyPassword } from '../../src/password-setting'
 import { freePort, REPO_ROOT } from './harness'
 import { createSession, expectStatus, post, request, verifyRepoCar, xget, xpost } from './xrpc-client'
 

@@ -12,8 +12,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { openDb } from '../../src/db/client'
 import { getSeqBounds } from '../../src/db/seq'
 import { firehoseHub, type FirehoseHub } from '../../src/firehose/hub'
-import { commitWrites, ensureRepo, type CommitResult, type RepoContext } from '../../src/repo/commit'
-import { newRepoContext, prepareThing, workerEnv } from '../repo/fixtures'
+import { commitWrites, type CommitResult, type RepoContext } from '../../src/repo/commit'
+import { ensureGenesis, newRepoContext, prepareThing, workerEnv } from '../repo/fixtures'
 
 interface Frame {
   header: { op: number; t?: string }
@@ -108,7 +108,7 @@ afterAll(async () => {
 describe('subscribeRepos', () => {
   it('replays from the cursor, then keeps delivering across hibernation without a gap', async () => {
     ctx = await newRepoContext()
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     await commitAndNotify()
     await commitAndNotify()
     const last = await lastSeq()
@@ -197,7 +197,7 @@ describe('subscribeRepos', () => {
   // reads after the new broadcastSeq, and the live sockets never get them.
   it('a subscriber catching up does not make live subscribers skip undelivered events', async () => {
     ctx ??= await newRepoContext()
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     const head = await lastSeq()
     const live = await Subscriber.connect(head)
     await waitUntilLive(1)

@@ -9,9 +9,13 @@ import { Secp256k1Keypair, verifySignature } from '@atproto/crypto'
 import { describe, expect, it } from 'vitest'
 import { createServiceJwt, isServiceJwt, verifyServiceJwt } from '../../src/auth/service-jwt'
 import type { Config } from '../../src/env'
-import { isIn, PRIVILEGED_METHODS, PROTECTED_METHODS, resolveProxyTarget } from '../../src/proxy/target'
-import { XrpcError } from '../../src/xrpc/errors'
+import { isIn, PRIVILEGED_METHODS, PROTECTED_METHODS } from '../../src/auth/method-classes'
+import { KvCache } from '../../src/cache/kv-cache'
+import { XrpcError } from '../../src/errors'
+import { resolveProxyTarget } from '../../src/proxy/target'
 import { testConfig, workerEnv } from '../repo/fixtures'
+
+const cache = new KvCache(workerEnv.CACHE)
 
 const failure = async (promise: Promise<unknown>): Promise<{ status: number; error: string; message: string } | null> => {
   try {
@@ -35,9 +39,9 @@ describe('resolveProxyTarget', () => {
   it('sends app.bsky, chat.bsky and unknown methods to the AppView and reports to the moderation service by default', async () => {
     const cfg = await withServices()
     for (const nsid of ['app.bsky.feed.getTimeline', 'chat.bsky.convo.listConvos', 'com.example.anything']) {
-      expect(await resolveProxyTarget(cfg, workerEnv.CACHE, nsid, null)).toEqual({ url: 'https://appview.example', did: 'did:web:appview.example', serviceId: 'bsky_appview' })
+      expect(await resolveProxyTarget(cfg, cache, nsid, null)).toEqual({ url: 'https://appview.example', did: 'did:web:appview.example', serviceId: 'bsky_appview' })
     }
-    expect(await resolveProxyTarget(cfg, workerEnv.CACHE, 'com.atproto.moderation.createReport', undefined)).toEqual({
+    expect(await resolveProxyTarget(cfg, cache, 'com.atproto.moderation.createReport', undefined)).toEqual({
       url: 'https://mod.example',
       did: 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa',
       serviceId: 'atproto_labeler',
@@ -46,7 +50,7 @@ describe('resolveProxyTarget', () => {
 
   it('answers "No service configured" when the default service is switched off', async () => {
     const cfg = { ...(await withServices()), appView: null }
-    expect(await failure(resolveProxyTarget(cfg, workerEnv.CACHE, 'app.bsky.feed.getTimeline', ''))).toEqual({
+    expect(await failure(resolveProxyTarget(cfg, cache, 'app.bsky.feed.getTimeline', ''))).toEqual({
       status: 400,
       error: 'InvalidRequest',
       message: 'No service configured for app.bsky.feed.getTimeline',
@@ -64,13 +68,13 @@ describe('resolveProxyTarget', () => {
       ['did:foo:bar#svc', 'could not resolve proxy did'],
     ]
     for (const [header, message] of cases) {
-      expect(await failure(resolveProxyTarget(cfg, workerEnv.CACHE, 'app.bsky.feed.getTimeline', header))).toEqual({ status: 400, error: 'InvalidRequest', message })
+      expect(await failure(resolveProxyTarget(cfg, cache, 'app.bsky.feed.getTimeline', header))).toEqual({ status: 400, error: 'InvalidRequest', message })
     }
   })
 
   it('reaches the configured AppView by its DID without resolving it', async () => {
     const cfg = await withServices()
-    expect(await resolveProxyTarget(cfg, workerEnv.CACHE, 'app.bsky.feed.getTimeline', 'did:web:appview.example#bsky_appview')).toEqual({
+    expect(await resolveProxyTarget(cfg, cache, 'app.bsky.feed.getTimeline', 'did:web:appview.example#bsky_appview')).toEqual({
       url: 'https://appview.example',
       did: 'did:web:appview.example',
       serviceId: 'bsky_appview',

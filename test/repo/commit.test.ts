@@ -1,5 +1,5 @@
 /**
- * commitWrites / ensureRepo (src/repo/commit.ts), the single write path:
+ * commitWrites / createGenesis (src/repo/commit.ts), the single write path:
  * create/update/delete/put semantics and swaps as the reference PDS has them,
  * the genesis commit and its events, exactly one #commit event per commit
  * (stored in the same batch), and after every change a repo that exports and
@@ -11,11 +11,12 @@ import { readCarWithRoot } from '@atproto/repo'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { getRoot } from '../../src/db/repo'
 import { readEventsAfter } from '../../src/db/seq'
-import { getState } from '../../src/db/state'
-import { ANNOUNCED_HANDLE, commitWrites, ensureRepo, type RepoContext } from '../../src/repo/commit'
+import { getState, STATE_ANNOUNCED_HANDLE } from '../../src/db/state'
+import { commitWrites, createGenesis, type RepoContext } from '../../src/repo/commit'
 import { BadCommitSwapError, BadRecordSwapError, InvalidRecordError } from '../../src/repo/errors'
 import { prepareCreate, prepareDelete, prepareUpdate } from '../../src/repo/prepare'
 import {
+  ensureGenesis,
   liveAndReachableBlocks,
   linearChain,
   newRepoContext,
@@ -59,10 +60,11 @@ const del = (ctx: RepoContext, rkey: string, extra: { ifExists?: boolean; swapCi
 describe('genesis', () => {
   beforeEach(wipeDatabase)
 
-  it('ensureRepo makes one genesis commit announcing #identity, #account, #commit', async () => {
-    const ctx = await newRepoContext()
-    const root = await ensureRepo(ctx)
-    expect(await ensureRepo(ctx)).toEqual(root)
+  it('createGenesis makes one genesis commit announcing #identity, #account, #commit', async () => {
+    const ctx = await newRepoContext({ genesis: false })
+    const root = await ensureGenesis(ctx)
+    expect(await createGenesis(ctx)).toBeNull()
+    expect(await ensureGenesis(ctx)).toEqual(root)
     const events = await eventsOf(ctx)
     expect(events.map((e) => e.type)).toEqual(['identity', 'account', 'commit'])
     expect(events[0].body).toMatchObject({ did: ctx.did, handle: ctx.handle })
@@ -70,19 +72,19 @@ describe('genesis', () => {
     expect(events[2].body).toMatchObject({ repo: ctx.did, rev: root.rev, since: null, ops: [] })
     expect((events[2].body.commit as Cid).toString()).toBe(root.cid)
     expect(events[2].body.prevData).toBeUndefined()
-    expect(await getState(ctx.db, ANNOUNCED_HANDLE)).toBe(ctx.handle)
+    expect(await getState(ctx.db, STATE_ANNOUNCED_HANDLE)).toBe(ctx.handle)
     const counts = await rowCounts()
     expect(counts.commit_chain).toBe(1)
     expect(counts.record).toBe(0)
     expect(await expectSound(ctx)).toEqual(new Map())
   })
 
-  it('the first commitWrites on an empty database makes the genesis commit first', async () => {
-    const ctx = await newRepoContext()
-    const result = await commitWrites(ctx, [await prepareThing(ctx.did, 1, 'one')])
-    expect(result?.since).not.toBeNull()
-    expect((await eventsOf(ctx)).map((e) => e.type)).toEqual(['identity', 'account', 'commit', 'commit'])
-    expect(await linearChain()).toHaveLength(2)
+  it('a write never makes the genesis commit: on an empty database it fails and writes nothing', async () => {
+    const ctx = await newRepoContext({ genesis: false })
+    await expect(commitWrites(ctx, [await prepareThing(ctx.did, 1, 'one')])).rejects.toThrow(/no genesis commit/)
+    expect(await eventsOf(ctx)).toEqual([])
+    const counts = await rowCounts()
+    expect(counts.commit_chain + counts.block + counts.record + counts.repo_root).toBe(0)
   })
 })
 
@@ -92,7 +94,7 @@ describe('write semantics', () => {
   it('create, update, delete: records, ops with prev, one #commit event each', async () => {
     let commits = 0
     const ctx = await newRepoContext({ onCommit: () => commits++ })
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     commits = 0
     const created = await prepareThing(ctx.did, 'v1', 'k')
     const c1 = (await commitWrites(ctx, [created]))!
@@ -124,7 +126,7 @@ describe('write semantics', () => {
   it('put: create when missing, update when different, null (no commit) when identical', async () => {
     let commits = 0
     const ctx = await newRepoContext({ onCommit: () => commits++ })
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     commits = 0
     const first = (await commitWrites(ctx, [await put(ctx, 'a', 'p')]))!
     expect(first.writes[0].action).toBe('create')
@@ -142,7 +144,7 @@ describe('write semantics', () => {
 
   it('delete of a missing key: null with ifExists, InvalidRecordError without', async () => {
     const ctx = await newRepoContext()
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     const before = await rowCounts()
     expect(await commitWrites(ctx, [del(ctx, 'missing', { ifExists: true })])).toBeNull()
     await expect(commitWrites(ctx, [del(ctx, 'missing')])).rejects.toBeInstanceOf(InvalidRecordError)
@@ -241,7 +243,7 @@ describe('write semantics', () => {
     const ctx = await newRepoContext()
     const big = (i: number) => prepareThing(ctx.did, `${i}`.repeat(700_000), `big${i}`)
     const writes = [await big(1), await big(2), await big(3)]
-    await ensureRepo(ctx)
+    await ensureGenesis(ctx)
     const before = await rowCounts()
     await expect(commitWrites(ctx, writes)).rejects.toThrow(/Max event size/)
     expect(await rowCounts()).toEqual(before)

@@ -63,7 +63,7 @@ describe('concurrent commitWrites', () => {
 
   it('in one isolate: every call commits, in one linear chain', async () => {
     const ctx = await newRepoContext()
-    await isolateA.ensureRepo(ctx)
+    await isolateA.createGenesis(ctx)
     const writes = await Promise.all(Array.from({ length: 20 }, (_, i) => prepareThing(ctx.did, i, `r${i}`)))
     const results = await Promise.all(writes.map((w) => isolateA.commitWrites(ctx, [w])))
 

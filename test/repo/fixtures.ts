@@ -11,7 +11,7 @@ import { Repo, verifyRepoCar, type VerifiedRepo } from '@atproto/repo'
 import { openDb, type Db } from '../../src/db/client'
 import { getRoot, type RootRow } from '../../src/db/repo'
 import { loadConfig, type Config, type WorkerEnv } from '../../src/env'
-import type { RepoContext } from '../../src/repo/commit'
+import { createGenesis, type RepoContext } from '../../src/repo/commit'
 import { prepareCreate, type PreparedCreate } from '../../src/repo/prepare'
 import { streamRepoCar } from '../../src/repo/reader'
 import { D1Blockstore } from '../../src/repo/storage'
@@ -39,15 +39,30 @@ export const wipeDatabase = async (): Promise<void> => {
 
 export const testConfig = (): Promise<Config> => loadConfig(workerEnv)
 
-export const newRepoContext = async (opts: { db?: Db; onCommit?: () => void } = {}): Promise<RepoContext> => {
+/**
+ * A repo context signed with the test key. Its repo gets its genesis commit
+ * first (as a deployment's first start does; `genesis: false` leaves the
+ * database as it is), made without `onCommit`, so callbacks count only the
+ * test's own commits.
+ */
+export const newRepoContext = async (opts: { db?: Db; onCommit?: () => void; genesis?: boolean } = {}): Promise<RepoContext> => {
   const config = await testConfig()
-  return {
+  const ctx: RepoContext = {
     db: opts.db ?? openDb(workerEnv.DB),
     did: config.did,
     handle: config.handle,
     signingKey: config.signingKey,
-    onCommit: opts.onCommit,
   }
+  if (opts.genesis !== false) await createGenesis(ctx)
+  return { ...ctx, onCommit: opts.onCommit }
+}
+
+/** Makes sure the repo has its genesis commit; returns the current root. */
+export const ensureGenesis = async (ctx: RepoContext): Promise<RootRow> => {
+  await createGenesis(ctx)
+  const root = await getRoot(ctx.db)
+  if (!root) throw new Error('no root after genesis')
+  return root
 }
 
 export const rowCounts = async (): Promise<Record<Table, number>> => {

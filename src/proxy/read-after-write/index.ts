@@ -130,7 +130,7 @@ const loadLocal = async (ctx: ReadAfterWriteContext, rev: string, nsid: string):
 }
 
 const isValidOutput = async (nsid: string, body: unknown): Promise<boolean> => {
-  const method = await methodSchema(nsid)
+  const method = methodSchema(nsid)
   const schema = method?.type === 'query' ? method.output.schema : undefined
   if (!schema) return false
   // Lenient, as the reference: AppViews add fields and formats drift.

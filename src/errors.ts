@@ -1,12 +1,13 @@
 /**
- * XRPC errors: the one typed error and the one place any error becomes a
- * response body. Names, statuses and default messages follow
- * `@atproto/xrpc-server` so clients see what the reference PDS would send.
- * Unknown errors become a bare 500 that never echoes internals.
+ * The XRPC error family: an error with an HTTP status, an error name and a
+ * message, as atproto clients expect them (`{error, message}` bodies).
+ * Names, statuses and default messages follow `@atproto/xrpc-server`, so
+ * clients see what the reference PDS would send.
+ *
+ * It belongs to no layer and imports nothing: domain code may throw these
+ * where the protocol fixes the answer (auth, forwarding), and the edge
+ * (src/http/errors.ts) is the one place any error becomes a response.
  */
-import { ConfigError } from '../env'
-import { BlobTooLargeError, LengthRequiredError } from '../blobs/store'
-import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError, RepoBusyError } from '../repo/errors'
 
 const DEFAULT_MESSAGES: Record<number, [name: string, message: string]> = {
   400: ['InvalidRequest', 'Invalid Request'],
@@ -66,22 +67,4 @@ export class RateLimitExceededError extends XrpcError {
   constructor(message?: string) {
     super(429, message)
   }
-}
-
-/** Maps any thrown value to the XRPC error the client should see. */
-export const toXrpcError = (err: unknown): XrpcError => {
-  if (err instanceof XrpcError) return err
-  if (err instanceof InvalidRecordError) return new InvalidRequestError(err.message)
-  if (err instanceof BadCommitSwapError || err instanceof BadRecordSwapError) {
-    return new InvalidRequestError(err.message, 'InvalidSwap')
-  }
-  if (err instanceof BlobRefError) return new InvalidRequestError(err.message, err.error)
-  if (err instanceof BlobTooLargeError) return new XrpcError(413, err.message)
-  if (err instanceof LengthRequiredError) return new XrpcError(411, err.message, 'LengthRequired')
-  if (err instanceof RepoBusyError) return new XrpcError(503, err.message)
-  if (err instanceof ConfigError) {
-    // The operator must see which setting is wrong; it names no secret value.
-    return new XrpcError(500, `Server misconfigured: ${err.message}`)
-  }
-  return new XrpcError(500)
 }

@@ -1,27 +1,31 @@
 /**
  * The per-request middleware: builds the handlers' `Deps` (typed config, a
- * counted D1 client, the repo context whose commits poke the firehose), runs
- * once-per-isolate background checks, and writes one structured log line per
- * request (method, path and NSID, status, duration, D1 round trips) for `wrangler tail`.
- * Tokens and bodies are never logged.
+ * counted D1 client, the repo context whose commits poke the firehose, the
+ * stores over R2 and KV), runs the once-per-isolate start-up work, and writes
+ * one structured log line per request (method, path and NSID, status,
+ * duration, D1 round trips) for `wrangler tail`. Tokens and bodies are never
+ * logged.
  */
 import { createMiddleware } from 'hono/factory'
+import { bootstrapAccount } from '../account/bootstrap'
+import { BlobStore } from '../blobs/store'
+import { KvCache } from '../cache/kv-cache'
 import { openDb } from '../db/client'
-import { loadConfig, type Config, type WorkerEnv } from '../env'
+import { emailSender } from '../email/account-email'
+import { loadConfig, type Config } from '../env'
 import { announceHandleIfChanged, requestCrawlIfQuiet } from '../firehose/announce'
-import { firehoseHub } from '../firehose/hub'
+import { firehoseHub, type FirehoseHub } from '../firehose/hub'
 import type { AppEnv, Deps } from './context'
 import { toXrpcError } from './errors'
 
-let identityChecked = false
+type WaitUntil = (p: Promise<unknown>) => void
 
 /** After a commit: deliver it on the firehose, and make sure some relay is listening. */
-const afterCommit = (env: WorkerEnv, config: Config, waitUntil: (p: Promise<unknown>) => void) => (): void => {
-  const hub = firehoseHub(env)
+const afterCommit = (hub: DurableObjectStub<FirehoseHub>, cache: KvCache, config: Config, waitUntil: WaitUntil) => (): void => {
   waitUntil(hub.notify())
   waitUntil(
     requestCrawlIfQuiet({
-      kv: env.CACHE,
+      cache,
       relays: config.relayHosts,
       hostname: config.hostname,
       subscribers: async () => (await hub.stats()).subscribers,
@@ -29,22 +33,29 @@ const afterCommit = (env: WorkerEnv, config: Config, waitUntil: (p: Promise<unkn
   )
 }
 
-/** Once per isolate, off the request path: a changed PDS_HANDLE is announced on the firehose. */
-const checkIdentityOnce = (env: WorkerEnv, config: Config, waitUntil: (p: Promise<unknown>) => void): void => {
-  if (identityChecked) return
-  identityChecked = true
-  waitUntil(
-    announceHandleIfChanged(openDb(env.DB), config.did, config.handle)
-      .then((announced) => (announced ? firehoseHub(env).notify() : undefined))
+let started = false
+
+/**
+ * Once per isolate, before the first request is served: a fresh identity
+ * gets its genesis commit (reads never create it), and a changed PDS_HANDLE
+ * is announced on the firehose (off the request path).
+ */
+const startOnce = async (deps: Deps): Promise<void> => {
+  if (started) return
+  await bootstrapAccount(deps.repo)
+  started = true
+  deps.waitUntil(
+    announceHandleIfChanged(deps.db, deps.config.did, deps.config.handle)
+      .then((announced) => (announced ? deps.firehose.notify() : undefined))
       .catch((err) => {
-        identityChecked = false
+        started = false
         console.error(JSON.stringify({ job: 'announceHandle', error: String(err) }))
       }),
   )
 }
 
 export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
-  const started = Date.now()
+  const startedAt = Date.now()
   const requestId = crypto.randomUUID()
   c.set('requestId', requestId)
   const db = openDb(c.env.DB)
@@ -52,22 +63,28 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
   let failedStatus: number | undefined
   try {
     const config = await loadConfig(c.env)
-    const waitUntil = (p: Promise<unknown>): void => c.executionCtx.waitUntil(p)
+    const waitUntil: WaitUntil = (p) => c.executionCtx.waitUntil(p)
+    const cache = new KvCache(c.env.CACHE)
+    const firehose = firehoseHub(c.env)
     const deps: Deps = {
       config,
       db,
-      env: c.env,
       repo: {
         db,
         did: config.did,
         handle: config.handle,
         signingKey: config.signingKey,
-        onCommit: afterCommit(c.env, config, waitUntil),
+        onCommit: afterCommit(firehose, cache, config, waitUntil),
       },
+      blobs: new BlobStore(c.env.BLOBS, db, waitUntil),
+      cache,
+      firehose,
+      loginLimiter: c.env.LOGIN_LIMITER,
+      email: emailSender(c.env, config),
       waitUntil,
     }
     c.set('deps', deps)
-    checkIdentityOnce(c.env, config, waitUntil)
+    await startOnce(deps)
     await next()
   } catch (err) {
     failedStatus = toXrpcError(err).status
@@ -82,7 +99,7 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
         path,
         ...(path.startsWith('/xrpc/') ? { nsid: path.slice('/xrpc/'.length) } : {}),
         status: failedStatus ?? c.res.status,
-        ms: Date.now() - started,
+        ms: Date.now() - startedAt,
         d1: db.stats,
         did: c.get('authDid'),
       }),

@@ -1,5 +1,11 @@
 /**
- * The owner's password setting (`PDS_PASSWORD`) and constant-time checks.
+ * The owner's password setting (`PDS_PASSWORD`): its format, parsing, the
+ * hash form and the constant-time check.
+ *
+ * A leaf module (it imports only jose) at the top of src/, because three
+ * places need it and none should import the others: the config (env.ts
+ * parses the setting at startup), the login code (src/auth) and the setup
+ * scripts, which run it under Node.
  *
  * Production should store a salted hash, `pbkdf2-sha256$<iterations>$<salt>$<hash>`
  * (base64url parts; `npm run hash-password` makes one), so the plaintext never

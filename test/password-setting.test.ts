@@ -1,11 +1,11 @@
 /**
- * The owner's password setting (src/auth/password.ts): plain and PBKDF2
+ * The owner's password setting (src/password-setting.ts): plain and PBKDF2
  * hash forms verify the right password and only it; malformed hash settings
  * are refused with a message that names the setting and never echoes it.
  */
 import { describe, expect, it } from 'vitest'
 import { base64url } from 'jose'
-import { hashPassword, parsePasswordSetting, PBKDF2_MAX_ITERATIONS, verifyPassword } from '../../src/auth/password'
+import { hashPassword, parsePasswordSetting, PBKDF2_MAX_ITERATIONS, verifyPassword } from '../src/password-setting'
 
 describe('plain setting', () => {
   it('verifies the exact password only', async () => {

@@ -1,0 +1,64 @@
+/**
+ * Every route outside the XRPC router, in one place: the health check,
+ * robots.txt, the well-known identity documents, the status page and the
+ * firehose WebSocket (subscriptions are not request/response XRPC calls).
+ */
+import type { Context, Hono } from 'hono'
+import { XrpcError } from '../errors'
+import { LAST_CRAWL_REQUEST_KEY } from '../firehose/crawl'
+import { gatherStatus, type StatusReport } from '../status/data'
+import { renderStatusPage } from '../status/page'
+import { VERSION } from '../version'
+import type { AppEnv } from './context'
+import { mountWellKnown } from './well-known'
+
+const ROBOTS_TXT = '# An atproto PDS: see https://atproto.com/ for the protocol and its firehose.\nUser-agent: *\nAllow: /\n'
+
+// Figures change with every write: never serve them from a cache.
+const NO_STORE = { 'cache-control': 'no-store' }
+
+const statusReport = (c: Context<AppEnv>): Promise<StatusReport> => {
+  const deps = c.get('deps')
+  return gatherStatus({
+    db: deps.db,
+    config: deps.config,
+    subscribers: async () => (await deps.firehose.stats()).subscribers,
+    lastWriteCrawl: () => deps.cache.getText(LAST_CRAWL_REQUEST_KEY),
+    waitUntil: deps.waitUntil,
+  })
+}
+
+export const mountHttpRoutes = (app: Hono<AppEnv>): void => {
+  app.get('/xrpc/_health', async (c) => {
+    await c.get('deps').db.orm.run('select 1' as never)
+    return c.json({ version: VERSION })
+  })
+
+  // Crawlers may read the public API (as the reference PDS tells them); 429 means back off.
+  app.get('/robots.txt', (c) => c.text(ROBOTS_TXT))
+
+  mountWellKnown(app)
+
+  /**
+   * com.atproto.sync.subscribeRepos: the WebSocket is handed to the FirehoseHub
+   * Durable Object, which holds it and replays/delivers from the event log.
+   */
+  app.get('/xrpc/com.atproto.sync.subscribeRepos', async (c) => {
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      throw new XrpcError(426, 'This method is a WebSocket subscription: connect with Upgrade: websocket', 'UpgradeRequired')
+    }
+    return c.get('deps').firehose.fetch(c.req.raw)
+  })
+
+  app.get('/status.json', async (c) => c.json(await statusReport(c), 200, NO_STORE))
+  app.get('/', async (c) => {
+    const status = await statusReport(c)
+    if (/application\/json/.test(c.req.header('accept') ?? '')) return c.json(status, 200, NO_STORE)
+    return c.html(renderStatusPage(status), 200, {
+      ...NO_STORE,
+      // The page is static markup: no script, nothing loaded from elsewhere.
+      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      vary: 'Accept',
+    })
+  })
+}

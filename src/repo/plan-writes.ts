@@ -1,0 +1,222 @@
+/**
+ * Planning a commit of record writes (create, update, put, delete), as the
+ * reference PDS's `processWrites` does, on the root read fresh from D1:
+ *
+ * 1. one read batch: the root, older follows/likes of the same subjects
+ *    (replaced by a new one, as the reference does), the blobs referenced;
+ * 2. checks: blob references, swapCommit, swapRecord, existence;
+ * 3. the tree walk: each write resolved against the tree as the earlier
+ *    writes leave it (a put becomes a create or an update, an identical put
+ *    or a delete of nothing drops out);
+ * 4. the signed commit (@atproto/repo) and its #commit event;
+ * 5. the rows of the one D1 batch that writes it all.
+ *
+ * Nothing here writes: src/repo/commit.ts runs the plan under its lock.
+ */
+import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
+import { Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
+import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
+import { selectBacklinkUris } from '../db/records'
+import { selectRoot, type RootRow } from '../db/repo'
+import { encodeCommitEvent, type CommitOp } from '../firehose/events'
+import { blockRows, type PlannedCommit, type RepoContext } from './context'
+import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError } from './errors'
+import { backlinksOf, prepareDelete, type PreparedWrite } from './prepare'
+import { D1Blockstore } from './storage'
+
+/** A write as the handlers ask for it; `put` becomes create or update against the current tree. */
+export type WriteRequest = PreparedWrite | (Omit<PreparedWrite & { action: 'update' }, 'action'> & { action: 'put' })
+
+export interface CommitResult {
+  cid: Cid
+  rev: string
+  since: string | null
+  prevData: Cid | null
+  ops: CommitOp[]
+  /** The writes as applied (puts resolved to create/update). */
+  writes: PreparedWrite[]
+}
+
+export interface CommitOptions {
+  swapCommit?: Cid
+  /** createRecord: delete older follows/likes... of the same subject (as the reference PDS). */
+  replaceBacklinks?: boolean
+}
+
+/** The reference refuses commits whose event would exceed 2 MB. */
+const MAX_EVENT_BLOCK_BYTES = 2_000_000
+
+const dataKey = (w: { collection: string; rkey: string }): string => `${w.collection}/${w.rkey}`
+
+/** The plan for `requests`, or null when nothing would change (an identical put). */
+export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): Promise<PlannedCommit<CommitResult> | null> => {
+  const { root, replaced, blobs } = await readForWrites(ctx, requests, opts)
+  for (const w of requests) if (w.action !== 'delete') checkBlobRefs(w.blobs, blobs)
+  const rootCid = parseCid(root.cid)
+  if (opts.swapCommit && !opts.swapCommit.equals(rootCid)) throw new BadCommitSwapError(rootCid)
+
+  // Older follows/likes... of the same subject are deleted in the same commit.
+  const conflictDeletes = [...replaced].map((uri) => {
+    const [collection, rkey] = uri.slice(`at://${ctx.did}/`.length).split('/')
+    return prepareDelete({ did: ctx.did, collection, rkey })
+  })
+
+  const storage = new D1Blockstore(ctx.db)
+  const repo = await Repo.load(storage, rootCid)
+  const prevData = repo.commit.data
+  const all = [...conflictDeletes, ...requests]
+  await storage.prefetchPaths(prevData, all.map(dataKey))
+  const { writes, ops } = await resolveWrites(all, (key) => repo.data.get(key))
+  if (writes.length === 0) return null
+
+  const commit = await repo.formatCommit(writes.map(toRepoOp), ctx.signingKey)
+  // Blocks of records written in this commit whose CID already existed in the
+  // repo (an identical record elsewhere) are not "new", but consumers need them.
+  for (const w of writes) {
+    if (w.action !== 'delete' && !commit.relevantBlocks.has(w.cid)) commit.relevantBlocks.set(w.cid, w.bytes)
+  }
+  if (commit.relevantBlocks.byteSize > MAX_EVENT_BLOCK_BYTES) {
+    throw new InvalidRecordError('Too many writes. Max event size: 2MB')
+  }
+
+  const now = new Date().toISOString()
+  const live = new Map<string, PreparedWrite>()
+  for (const w of writes) live.set(w.uri, w)
+  const puts = [...live.values()].filter((w) => w.action !== 'delete')
+  const blobRefs = puts.flatMap((w) => w.blobs.map((b) => ({ uri: w.uri, cid: b.ref.toString() })))
+
+  const event = await encodeCommitEvent({
+    did: ctx.did,
+    commit: commit.cid,
+    rev: commit.rev,
+    since: commit.since,
+    prevData,
+    ops,
+    blocks: commit.relevantBlocks,
+    time: now,
+    blobs: [...new Map(puts.flatMap((w) => w.blobs.map((b) => [b.ref.toString(), b.ref] as const))).values()],
+  })
+  return {
+    write: {
+      did: ctx.did,
+      cid: commit.cid.toString(),
+      rev: commit.rev,
+      prev: root.cid,
+      now,
+      newBlocks: blockRows(commit.newBlocks),
+      removedCids: commit.removedCids.toList().map((c) => c.toString()),
+      recordPuts: puts.map((w) => ({ uri: w.uri, collection: w.collection, rkey: w.rkey, cid: w.cid.toString() })),
+      recordDeletes: [...live.values()].filter((w) => w.action === 'delete').map((w) => w.uri),
+      backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
+      events: [{ type: 'commit', bytes: event }],
+      // Creates cannot drop a reference; only updates and deletes touch old ones.
+      extra: blobReferenceStatements(ctx.db, {
+        touchedUris: [...live.values()].filter((w) => w.action !== 'create').map((w) => w.uri),
+        refs: blobRefs,
+        rev: commit.rev,
+        now,
+      }),
+    },
+    newBlocks: commit.newBlocks,
+    result: { cid: commit.cid, rev: commit.rev, since: commit.since, prevData, ops, writes },
+  }
+}
+
+/** Round trip 1: the root, plus any older records the new ones replace, plus the blobs referenced. */
+const readForWrites = async (
+  ctx: RepoContext,
+  requests: WriteRequest[],
+  opts: CommitOptions,
+): Promise<{ root: RootRow; replaced: Set<string>; blobs: Map<string, BlobRow> }> => {
+  const { db } = ctx
+  const backlinkQueries = opts.replaceBacklinks
+    ? requests.flatMap((w) =>
+        w.action === 'create'
+          ? backlinksOf(w).map((b) => selectBacklinkUris(db, { uriPrefix: `at://${ctx.did}/${w.collection}/`, ...b }))
+          : [],
+      )
+    : []
+  const blobCids = [...new Set(requests.flatMap((w) => (w.action === 'delete' ? [] : w.blobs.map((b) => b.ref.toString()))))]
+  const blobQueries = selectBlobs(db, blobCids)
+  const [rootRows, ...rest] = (await db.batch([selectRoot(db), ...backlinkQueries, ...blobQueries])) as [RootRow[], ...unknown[][]]
+  const root = rootRows[0]
+  // The genesis commit is made at first start (src/account/bootstrap.ts), never by a write.
+  if (!root) throw new Error('The repo has no genesis commit yet')
+  const backlinkRows = rest.slice(0, backlinkQueries.length) as { uri: string }[][]
+  const blobs = new Map((rest.slice(backlinkQueries.length) as BlobRow[][]).flat().map((b) => [b.cid, b]))
+  return { root, replaced: new Set(backlinkRows.flat().map((r) => r.uri)), blobs }
+}
+
+/**
+ * Resolves each write against the tree as the earlier writes leave it: puts
+ * become creates or updates, identical puts and deletes of nothing (with
+ * `ifExists`) drop out, and swaps and existence are checked.
+ */
+const resolveWrites = async (
+  requests: WriteRequest[],
+  stored: (key: string) => Promise<Cid | null>,
+): Promise<{ writes: PreparedWrite[]; ops: CommitOp[] }> => {
+  const current = new Map<string, Cid | null>()
+  const writes: PreparedWrite[] = []
+  const ops: CommitOp[] = []
+  for (const request of requests) {
+    const key = dataKey(request)
+    const existing = current.has(key) ? current.get(key)! : await stored(key)
+    let write: PreparedWrite
+    if (request.action === 'put') {
+      if (existing && existing.equals(request.cid)) continue // identical: nothing to do
+      write = { ...request, action: existing ? 'update' : 'create' }
+    } else if (request.action === 'delete' && request.ifExists && !existing) {
+      continue
+    } else {
+      write = request
+    }
+    checkRecordSwap(write, existing)
+    if (write.action === 'create' && existing) {
+      throw new InvalidRecordError(`Record already exists: ${write.uri}`)
+    }
+    if (write.action !== 'create' && !existing) {
+      throw new InvalidRecordError(`Could not find record: ${write.uri}`)
+    }
+    const cid = write.action === 'delete' ? null : write.cid
+    ops.push({ action: write.action, path: key, cid, ...(existing ? { prev: existing } : {}) })
+    current.set(key, cid)
+    writes.push(write)
+  }
+  return { writes, ops }
+}
+
+/** Each blob a record references must be one we hold, described as we stored it (reference PDS checks). */
+const checkBlobRefs = (refs: TypedBlobRef[], held: Map<string, BlobRow>): void => {
+  for (const ref of refs) {
+    const cid = ref.ref.toString()
+    const found = held.get(cid)
+    if (!found) throw new BlobRefError(`Could not find blob: ${cid}`, 'BlobNotFound')
+    if (found.mimeType !== ref.mimeType) {
+      throw new BlobRefError(`Referenced Mimetype does not match stored blob. Expected: ${found.mimeType}, Got: ${ref.mimeType}`, 'InvalidMimeType')
+    }
+    if (found.size !== ref.size) {
+      throw new BlobRefError(`Referenced Size does not match stored blob. Expected: ${found.size}, Got: ${ref.size}`, 'InvalidSize')
+    }
+  }
+}
+
+const checkRecordSwap = (write: PreparedWrite, existing: Cid | null): void => {
+  const { swapCid } = write
+  if (swapCid === undefined) return
+  if (write.action === 'create' && swapCid !== null) throw new BadRecordSwapError(existing)
+  if (write.action !== 'create' && swapCid === null) throw new BadRecordSwapError(existing)
+  if ((existing || swapCid) && !(swapCid && existing && existing.equals(swapCid))) {
+    throw new BadRecordSwapError(existing)
+  }
+}
+
+const toRepoOp = (w: PreparedWrite): RecordWriteOp =>
+  w.action === 'delete'
+    ? { action: WriteOpAction.Delete, collection: w.collection as never, rkey: w.rkey as never }
+    : {
+        action: w.action === 'create' ? WriteOpAction.Create : WriteOpAction.Update,
+        collection: w.collection as never,
+        rkey: w.rkey as never,
+        record: w.record,
+      }
