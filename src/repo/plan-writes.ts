@@ -80,9 +80,8 @@ export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opt
   }
 
   const now = new Date().toISOString()
-  const live = new Map<string, PreparedWrite>()
-  for (const w of writes) live.set(w.uri, w)
-  const puts = [...live.values()].filter((w) => w.action !== 'delete')
+  // One write per path (resolveWrites nets them out), so these are the index changes as they are.
+  const puts = writes.filter((w) => w.action !== 'delete')
   const blobRefs = puts.flatMap((w) => w.blobs.map((b) => ({ uri: w.uri, cid: b.ref.toString() })))
 
   const event = await encodeCommitEvent({
@@ -106,12 +105,12 @@ export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opt
       newBlocks: blockRows(commit.newBlocks),
       removedCids: commit.removedCids.toList().map((c) => c.toString()),
       recordPuts: puts.map((w) => ({ uri: w.uri, collection: w.collection, rkey: w.rkey, cid: w.cid.toString() })),
-      recordDeletes: [...live.values()].filter((w) => w.action === 'delete').map((w) => w.uri),
+      recordDeletes: writes.filter((w) => w.action === 'delete').map((w) => w.uri),
       backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
       events: [{ type: 'commit', bytes: event }],
       // Creates cannot drop a reference; only updates and deletes touch old ones.
       extra: blobReferenceStatements(ctx.db, {
-        touchedUris: [...live.values()].filter((w) => w.action !== 'create').map((w) => w.uri),
+        touchedUris: writes.filter((w) => w.action !== 'create').map((w) => w.uri),
         refs: blobRefs,
         rev: commit.rev,
         now,
@@ -150,18 +149,24 @@ const readForWrites = async (
 /**
  * Resolves each write against the tree as the earlier writes leave it: puts
  * become creates or updates, identical puts and deletes of nothing (with
- * `ifExists`) drop out, and swaps and existence are checked.
+ * `ifExists`) drop out, and swaps and existence are checked in request order.
+ *
+ * The commit then carries the NET change per path (sync 1.1: a relay inverts
+ * each op against the tree, so a path may appear once): create+update is one
+ * create of the final record, create+delete is nothing, update+delete is one
+ * delete of the original, and a path that ends where it started is nothing.
  */
 const resolveWrites = async (
   requests: WriteRequest[],
   stored: (key: string) => Promise<Cid | null>,
 ): Promise<{ writes: PreparedWrite[]; ops: CommitOp[] }> => {
-  const current = new Map<string, Cid | null>()
-  const writes: PreparedWrite[] = []
-  const ops: CommitOp[] = []
+  // Per path: the CID before the commit, and the last write to it.
+  const paths = new Map<string, { original: Cid | null; last: PreparedWrite }>()
   for (const request of requests) {
     const key = dataKey(request)
-    const existing = current.has(key) ? current.get(key)! : await stored(key)
+    const seen = paths.get(key)
+    const original = seen ? seen.original : await stored(key)
+    const existing = seen ? currentCid(seen.last) : original
     let write: PreparedWrite
     if (request.action === 'put') {
       if (existing && existing.equals(request.cid)) continue // identical: nothing to do
@@ -178,13 +183,24 @@ const resolveWrites = async (
     if (write.action !== 'create' && !existing) {
       throw new InvalidRecordError(`Could not find record: ${write.uri}`)
     }
-    const cid = write.action === 'delete' ? null : write.cid
-    ops.push({ action: write.action, path: key, cid, ...(existing ? { prev: existing } : {}) })
-    current.set(key, cid)
+    paths.set(key, { original, last: write })
+  }
+
+  const writes: PreparedWrite[] = []
+  const ops: CommitOp[] = []
+  for (const [key, { original, last }] of paths) {
+    const final = currentCid(last)
+    if (final === null ? original === null : original !== null && original.equals(final)) continue // back where it started
+    const write: PreparedWrite =
+      last.action === 'delete' ? last : { ...last, action: original ? 'update' : 'create', swapCid: undefined }
+    ops.push({ action: write.action, path: key, cid: final, ...(original ? { prev: original } : {}) })
     writes.push(write)
   }
   return { writes, ops }
 }
+
+/** The record CID a path holds after `write`. */
+const currentCid = (write: PreparedWrite): Cid | null => (write.action === 'delete' ? null : write.cid)
 
 /** Each blob a record references must be one we hold, described as we stored it (reference PDS checks). */
 const checkBlobRefs = (refs: TypedBlobRef[], held: Map<string, BlobRow>): void => {

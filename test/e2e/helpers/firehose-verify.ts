@@ -200,10 +200,13 @@ export const verifyCommitBody = async (rawBody: Record<string, unknown>, opts: V
   // The new tree, from the frame's blocks only.
   const storage = new MemoryBlockstore()
   await storage.putMany(car.blocks)
-  // Ops on the same path: only the last one's result is in the tree.
-  const finalOp = new Map<string, CommitOp>()
-  for (const op of body.ops) finalOp.set(op.path, op)
-  for (const op of finalOp.values()) {
+  // A relay refuses a commit that names a path twice (indigo: "duplicate path"): each op is inverted on its own.
+  const seenPaths = new Set<string>()
+  for (const op of body.ops) {
+    if (seenPaths.has(op.path)) problems.push(`duplicate path in ops: ${op.path}`)
+    seenPaths.add(op.path)
+  }
+  for (const op of body.ops) {
     const where = `${op.action} ${op.path}`
     try {
       const found = await MST.load(storage, data).get(op.path)
