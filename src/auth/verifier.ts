@@ -61,6 +61,8 @@ const verifySessionJwt = async (
   }
   if (payload.lxm !== undefined || payload.cnf !== undefined) throw new InvalidRequestError('Malformed token', 'InvalidToken')
   if (typeof payload.sub !== 'string' || !payload.sub.startsWith('did:')) throw new InvalidRequestError('Malformed token', 'InvalidToken')
+  // One account lives here: a token for any other subject is invalid everywhere, whoever signed it.
+  if (payload.sub !== cfg.did) throw new InvalidRequestError('Token is not for the account of this PDS', 'InvalidToken')
   if (typeof payload.scope !== 'string' || !opts.scopes.includes(payload.scope)) {
     throw new InvalidRequestError('Bad token scope', 'InvalidToken')
   }

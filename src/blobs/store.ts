@@ -22,6 +22,11 @@ export class LengthRequiredError extends Error {
   override name = 'LengthRequiredError'
 }
 
+/** An upload with no bytes: no record can use it, so it is refused rather than stored. */
+export class EmptyBlobError extends Error {
+  override name = 'EmptyBlobError'
+}
+
 export interface StoredUpload {
   key: string
   cid: string
@@ -38,6 +43,7 @@ const uploadToR2 = async (
   opts: { contentLength: number | null; contentType: string | null; limit: number },
 ): Promise<StoredUpload> => {
   const { contentLength, limit } = opts
+  if (contentLength === 0) throw new EmptyBlobError('The uploaded blob is empty')
   if (contentLength !== null && contentLength > limit) throw new BlobTooLargeError(`Blob is larger than the limit (${limit} bytes)`)
   const key = `blobs/${crypto.randomUUID()}`
   const digest = new crypto.DigestStream('SHA-256')
@@ -72,6 +78,10 @@ const uploadToR2 = async (
     if (err instanceof BlobTooLargeError || err instanceof LengthRequiredError) throw err
     if (size > limit) throw new BlobTooLargeError(`Blob is larger than the limit (${limit} bytes)`)
     throw err
+  }
+  if (size === 0) {
+    await bucket.delete(key).catch(() => undefined)
+    throw new EmptyBlobError('The uploaded blob is empty')
   }
   const cid = cidForRawHash(new Uint8Array(await digest.digest)).toString()
   const sniffed = sniffMimeType(head.subarray(0, Math.min(size, SNIFF_BYTES)))

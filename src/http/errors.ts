@@ -6,7 +6,7 @@
  * is logged under the request id instead).
  */
 import type { Context } from 'hono'
-import { BlobTooLargeError, LengthRequiredError } from '../blobs/store'
+import { BlobTooLargeError, EmptyBlobError, LengthRequiredError } from '../blobs/store'
 import { ConfigError } from '../env'
 import { InvalidRequestError, XrpcError } from '../errors'
 import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError, RepoBusyError } from '../repo/errors'
@@ -20,6 +20,7 @@ export const toXrpcError = (err: unknown): XrpcError => {
     return new InvalidRequestError(err.message, 'InvalidSwap')
   }
   if (err instanceof BlobRefError) return new InvalidRequestError(err.message, err.error)
+  if (err instanceof EmptyBlobError) return new InvalidRequestError(err.message)
   if (err instanceof BlobTooLargeError) return new XrpcError(413, err.message)
   if (err instanceof LengthRequiredError) return new XrpcError(411, err.message, 'LengthRequired')
   if (err instanceof RepoBusyError) return new XrpcError(503, err.message)

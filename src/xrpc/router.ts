@@ -98,8 +98,8 @@ export class XrpcRouter {
     const method = req.method === 'HEAD' ? 'GET' : req.method
     if (method !== verb) throw new InvalidRequestError(`Incorrect HTTP method (${req.method}) expected ${verb}`)
 
+    // In the reference's order: params, then credentials, then the body.
     const params = parseParams(nsid, route.method, url.searchParams)
-    const input = route.method.type === 'procedure' && !route.opts.rawInput ? await parseInput(route.method, req) : undefined
     const authenticated = route.auth !== noAuth
     // Set before the handler runs, so error answers are private too.
     if (authenticated) {
@@ -107,6 +107,7 @@ export class XrpcRouter {
       c.header('vary', 'Authorization', { append: true })
     }
     const auth = await this.authenticate(c, route.auth, nsid)
+    const input = await readInput(route, req)
     const result = await route.handler({ deps, params, input, auth, req } as HandlerArgs<Method, unknown>)
     if (result instanceof Response) return authenticated ? markPrivate(result) : result
     return result === undefined ? c.body(null, 200) : c.json(result)
@@ -144,14 +145,53 @@ const parseParams = (nsid: string, method: Method, search: URLSearchParams): unk
 
 /** JSON bodies above this are refused (a commit's event may not exceed 2 MB anyway). */
 const MAX_JSON_BYTES = 2_000_000
+/**
+ * JSON nested deeper than this is refused before it is parsed into lex
+ * values (a recursive walk): 128 levels, the limit of common JSON and
+ * DAG-CBOR decoders that relays and AppViews use, far above any real record.
+ */
+export const MAX_JSON_DEPTH = 128
+
+/** The route's input: the validated JSON body, nothing (after checking there is none), or the raw body left to the handler. */
+const readInput = async (route: Route, req: Request): Promise<unknown> => {
+  if (route.opts.rawInput) return undefined
+  const payload = route.method.type === 'procedure' ? route.method.input : null
+  if (!payload?.encoding) {
+    await assertNoBody(req)
+    return undefined
+  }
+  return parseInput(payload, req)
+}
+
+/** As the reference: a method that takes no input refuses a body (an empty one is fine). */
+const assertNoBody = async (req: Request): Promise<void> => {
+  const length = req.headers.get('content-length')
+  if (length !== null) {
+    if (length.trim() !== '0') throw new InvalidRequestError('A request body was provided when none was expected')
+    return
+  }
+  if (!req.body) return
+  // Chunked: framing says nothing about content, so look at the first bytes.
+  const reader = req.body.getReader()
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) return
+      if (value.byteLength > 0) throw new InvalidRequestError('A request body was provided when none was expected')
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined)
+  }
+}
 
 /**
  * Reads a JSON body, converts it to the atproto data model ($link, $bytes,
  * blobs) and validates it with the method's lexicon. Handlers get lex values.
+ * Values outside the data model (a malformed $link or $bytes, a $link object
+ * with other keys, floats, an empty $type) are refused here, for every method,
+ * so none can reach a record, a preference or any other stored value.
  */
-const parseInput = async (method: l.Procedure, req: Request): Promise<unknown> => {
-  const payload = method.input
-  if (!payload.encoding) return undefined
+const parseInput = async (payload: l.Payload, req: Request): Promise<unknown> => {
   const declared = Number(req.headers.get('content-length') ?? 0)
   if (declared > MAX_JSON_BYTES) throw new XrpcError(413, 'request entity too large')
   const text = await req.text()
@@ -161,18 +201,46 @@ const parseInput = async (method: l.Procedure, req: Request): Promise<unknown> =
   if (!payload.matchesEncoding(encoding)) {
     throw new InvalidRequestError(`Wrong request encoding (Content-Type): ${encoding || 'none'}`)
   }
+  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    throw new InvalidRequestError(`The input is too deeply nested (more than ${MAX_JSON_DEPTH} levels)`)
+  }
   let body: unknown
   try {
     body = JSON.parse(text)
   } catch (err) {
     throw new InvalidRequestError(`Invalid JSON body: ${errorMessage(err)}`)
   }
-  if (!payload.schema) return body
+  let value: unknown
   try {
-    return payload.schema.parse(jsonToLex(body as never))
+    value = jsonToLex(body as never, { strict: true })
+  } catch (err) {
+    throw new InvalidRequestError(`Invalid data model value: ${errorMessage(err)}`)
+  }
+  if (!payload.schema) return value
+  try {
+    return payload.schema.parse(value)
   } catch (err) {
     throw new InvalidRequestError(errorMessage(err))
   }
+}
+
+/** The deepest nesting of arrays and objects in a JSON text (strings skipped), without parsing it. */
+const jsonDepth = (text: string): number => {
+  let depth = 0
+  let max = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) inString = true
+    else if (c === 0x7b || c === 0x5b) {
+      depth++
+      if (depth > max) max = depth
+    } else if (c === 0x7d || c === 0x5d) depth--
+  }
+  return max
 }
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err))

@@ -72,7 +72,6 @@ export const registerServerMethods = (x: XrpcRouter): void => {
   x.query(com.atproto.server.getSession.main, accessAuth, async ({ deps }) => accountView(deps))
 
   x.procedure(com.atproto.server.refreshSession.main, refreshAuth, async ({ deps, auth }) => {
-    if (auth.did !== deps.config.did) throw new InvalidRequestError(`Could not find user info for account: ${auth.did}`)
     const [tokens, view] = await Promise.all([rotateSession(deps.db, deps.config, auth.tokenId), accountView(deps)])
     if (!tokens) throw new InvalidRequestError('Token has been revoked', 'ExpiredToken')
     return { ...tokens, ...view }

@@ -11,7 +11,7 @@ import { openDb, type Db } from '../../src/db/client'
 import { getRefreshToken } from '../../src/db/tokens'
 import type { Config } from '../../src/env'
 import { AuthScope, createSessionTokens, revokeSession, rotateSession } from '../../src/auth/session'
-import { accessAuth, anyRefreshAuth, optionalAccessAuth, refreshAuth } from '../../src/auth/verifier'
+import { accessAuth, accessOrServiceAuth, anyRefreshAuth, fullAccessAuth, optionalAccessAuth, refreshAuth } from '../../src/auth/verifier'
 import { XrpcError } from '../../src/errors'
 import { testConfig, wipeDatabase, workerEnv } from '../repo/fixtures'
 
@@ -86,6 +86,22 @@ describe('verifying tokens', () => {
       error: 'InvalidToken',
     })
     expect(await xrpcFailure(verifyAccess(cfg, bearer(await sign({ scope: AuthScope.AppPass }, cfg.serviceDid))))).toBeNull()
+  })
+
+  it('a token signed with our secret but naming another subject is invalid for every policy', async () => {
+    const other = 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'
+    const sign = (typ: string, claims: jose.JWTPayload) =>
+      new jose.SignJWT(claims).setProtectedHeader({ typ, alg: 'HS256' }).setAudience(cfg.serviceDid).setSubject(other).setIssuedAt().setExpirationTime('1h').sign(cfg.jwtSecret)
+    const access = bearer(await sign('at+jwt', { scope: AuthScope.Access }))
+    const refresh = bearer(await sign('refresh+jwt', { scope: AuthScope.Refresh, jti: 'some-token-id' }))
+    const refused = { status: 400, error: 'InvalidToken' }
+    expect(await xrpcFailure(verifyAccess(cfg, access))).toEqual(refused)
+    expect(await xrpcFailure(verifyOptionalAccess(cfg, access))).toEqual(refused)
+    expect(await xrpcFailure(verifyRefresh(cfg, refresh))).toEqual(refused)
+    expect(await xrpcFailure(verifyRefresh(cfg, refresh, { allowExpired: true }))).toEqual(refused)
+    const asUpload = { config: cfg, authorization: access, nsid: 'com.atproto.repo.uploadBlob' }
+    expect(await xrpcFailure(accessOrServiceAuth(asUpload))).toEqual(refused)
+    expect(await xrpcFailure(fullAccessAuth(asUpload))).toEqual(refused)
   })
 
   it('expired tokens are ExpiredToken; deleteSession may still read an expired refresh token', async () => {

@@ -59,6 +59,8 @@ export interface PdsProcess {
   stop(): Promise<void>
   /** Stop, then start again on the same port with the same persisted state. */
   restart(): Promise<void>
+  /** kill -9 of wrangler dev and its workerd (a crash, mid-request if one is running), then start again on the same state. */
+  crashAndRestart(): Promise<void>
   /** Stop, and delete persistDir if the harness created it. */
   dispose(): Promise<void>
 }
@@ -311,6 +313,16 @@ export const startPds = async (opts: StartPdsOptions = {}): Promise<PdsProcess> 
     stop: stopChild,
     restart: async () => {
       await stopChild()
+      await launch()
+    },
+    crashAndRestart: async () => {
+      const proc = child
+      child = null
+      if (proc) {
+        killGroup(proc, 'SIGKILL')
+        await withTimeout(exited(proc), STOP_GRACE_MS, () => 'wrangler did not die').catch(() => {})
+        running.delete(proc)
+      }
       await launch()
     },
     dispose: async () => {
