@@ -186,3 +186,71 @@ export const accountPref = sqliteTable('account_pref', {
   name: text('name').notNull(),
   valueJson: text('value_json').notNull(),
 })
+
+/**
+ * The one account hosted here: its status and current handle. D1, not KV,
+ * because a deactivation must hold on the very next request. `PDS_HANDLE`
+ * is only the handle a fresh deployment starts with; updateHandle changes it
+ * here. A deployment for an existing DID starts `deactivated` and empty until
+ * the account is migrated in and activated.
+ */
+export const account = sqliteTable('account', {
+  did: text('did').primaryKey(),
+  handle: text('handle').notNull(),
+  /** active | deactivated | takendown | suspended */
+  status: text('status').notNull(),
+  createdAt: text('created_at').notNull(),
+  deactivatedAt: text('deactivated_at'),
+  /** When the owner asked for the data to be deleted after deactivating (stored, as the reference does). */
+  deleteAfter: text('delete_after'),
+})
+
+/**
+ * A repo import in progress (com.atproto.repo.importRepo). The CAR's blocks
+ * are streamed here in bounded batches, each MST node with its children and
+ * leaves (JSON) and each record with its blob references and backlinks
+ * (JSON), so the tree can be walked, checked and indexed inside D1 (recursive
+ * SQL) with nothing held in the Worker's memory. Only a final atomic batch
+ * moves the result into the repo, so a truncated or corrupt CAR leaves the
+ * repo as it was. Rows are keyed by an import id and deleted when it ends.
+ */
+export const importBlock = sqliteTable(
+  'import_block',
+  {
+    importId: text('import_id').notNull(),
+    cid: text('cid').notNull(),
+    content: bytes('content').notNull(),
+    /** MST node: `{"c": [child CIDs], "k": [[key, record CID], ...]}`. */
+    nodeJson: text('node_json'),
+    /** Record: `{"t": $type, "b": [blob CIDs], "l": [[path, subject], ...]}`. */
+    recordJson: text('record_json'),
+  },
+  (t) => [primaryKey({ columns: [t.importId, t.cid] })],
+)
+
+/** The MST nodes reachable from the imported commit (the walk's result). */
+export const importNode = sqliteTable(
+  'import_node',
+  {
+    importId: text('import_id').notNull(),
+    cid: text('cid').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.importId, t.cid] })],
+)
+
+/** The imported tree's records, with the blob references and backlinks found in each (JSON arrays). */
+export const importRecord = sqliteTable(
+  'import_record',
+  {
+    importId: text('import_id').notNull(),
+    uri: text('uri').notNull(),
+    collection: text('collection').notNull(),
+    rkey: text('rkey').notNull(),
+    cid: text('cid').notNull(),
+    blobsJson: text('blobs_json').notNull(),
+    backlinksJson: text('backlinks_json').notNull(),
+    /** Set by the final batch: 1 when the repo here did not already hold this record at this CID. */
+    changed: integer('changed').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.importId, t.uri] })],
+)

@@ -81,10 +81,15 @@ const main = async () => {
     throw new Error(`the signing key in .dev.vars (${signingDidKey}) is not the one set up before (${state.signingDidKey}); refusing to continue`)
   }
   const password = await passwordSetting(devVars.PDS_PASSWORD, flags.password)
+  // The PDS's own PLC rotation key (signPlcOperation, handle changes, migrating away). Made only with a
+  // new identity: a deployment set up before it existed keeps signing PLC operations with its signing
+  // key, which its genesis operation lists.
+  const pdsRotationKeyHex = devVars.PDS_PLC_ROTATION_KEY ?? restored?.pdsRotationKeyHex ?? (state.did ? null : await newSecp256k1Hex())
   const secrets = {
     PDS_SIGNING_KEY: signingKeyHex,
     JWT_SECRET: devVars.JWT_SECRET ?? newJwtSecret(),
     PDS_PASSWORD: password.value,
+    ...(pdsRotationKeyHex ? { PDS_PLC_ROTATION_KEY: pdsRotationKeyHex } : {}),
     ...((flags.email ?? devVars.PDS_EMAIL) ? { PDS_EMAIL: flags.email ?? devVars.PDS_EMAIL } : {}),
   }
 
@@ -98,7 +103,7 @@ const main = async () => {
     else if (didMethod === 'existing') did = answers.did
     else {
       if (!flags['no-rotation-key'] && !rotationKeyHex) rotationKeyHex = await newSecp256k1Hex()
-      const genesis = await createGenesisOp({ signingKeyHex, rotationKeyHex, handle, hostname })
+      const genesis = await createGenesisOp({ signingKeyHex, rotationKeyHex, pdsRotationKeyHex, handle, hostname })
       did = genesis.did
       plc = { url: plcUrl, published: false, op: genesis.op }
     }
@@ -115,7 +120,12 @@ const main = async () => {
   const backupFile = state.backupFile ?? 'pds-keys-backup.json'
   let backupWrittenNow = false
   if (!state.backupFile && !existsSync(path(backupFile))) {
-    write(backupFile, backupText({ createdAt: new Date().toISOString(), did, handle, hostname, signingKeyHex, signingDidKey, rotationKeyHex, rotationDidKey }), 0o600)
+    const pdsRotationDidKey = pdsRotationKeyHex ? await didKeyOf(pdsRotationKeyHex) : null
+    write(
+      backupFile,
+      backupText({ createdAt: new Date().toISOString(), did, handle, hostname, signingKeyHex, signingDidKey, rotationKeyHex, rotationDidKey, pdsRotationKeyHex, pdsRotationDidKey }),
+      0o600,
+    )
     backupWrittenNow = true
   }
   toml = setTomlValue(toml, '[vars]', 'PDS_HOSTNAME', hostname)

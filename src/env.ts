@@ -15,6 +15,12 @@ export interface Secrets {
   PDS_PASSWORD?: string
   JWT_SECRET?: string
   PDS_SIGNING_KEY?: string
+  /**
+   * 64 hex characters: the secp256k1 key this PDS signs PLC operations with
+   * (signPlcOperation, updateHandle of a did:plc). Optional: without it the
+   * signing key serves, as in deployments made before it existed.
+   */
+  PDS_PLC_ROTATION_KEY?: string
   /** Optional overrides, mostly for local dev and tests. */
   PDS_SERVICE_URL?: string
   PDS_EMAIL?: string
@@ -27,6 +33,8 @@ export interface Secrets {
   MOD_SERVICE_URL?: string
   MOD_SERVICE_DID?: string
   PLC_URL?: string
+  /** DNS-over-HTTPS endpoint for handle (and lexicon) TXT lookups (default Cloudflare's). */
+  DNS_OVER_HTTPS_URL?: string
   /** "true" when the owner's email (PDS_EMAIL) is known to be confirmed. */
   PDS_EMAIL_CONFIRMED?: string
   /** Sender address of confirmation codes (needs the EMAIL send_email binding). */
@@ -55,6 +63,8 @@ export interface Config {
   password: PasswordSetting
   jwtSecret: Uint8Array
   signingKey: Secp256k1Keypair
+  /** Signs PLC operations for the account (PDS_PLC_ROTATION_KEY, else the signing key). */
+  plcRotationKey: Secp256k1Keypair
   /** Relays asked to crawl us (RELAY_HOSTS, comma separated; empty disables). */
   relayHosts: string[]
   /** Largest blob upload accepted, in bytes (PDS_BLOB_UPLOAD_LIMIT; video needs 100 MB). */
@@ -65,6 +75,8 @@ export interface Config {
   modService: ServiceConfig | null
   /** PLC directory used to resolve did:plc documents (PLC_URL). */
   plcUrl: string
+  /** DNS-over-HTTPS JSON endpoint for TXT lookups (DNS_OVER_HTTPS_URL): Workers have no resolver. */
+  dohUrl: string
 }
 
 /** A service we forward requests to: its base URL and the DID its tokens are addressed to. */
@@ -137,6 +149,16 @@ const parseService = (env: WorkerEnv, urlName: keyof WorkerEnv & string, didName
   return { url, did }
 }
 
+/** A secp256k1 private key setting (64 hex characters). */
+const parseKey = async (name: string, hex: string): Promise<Secp256k1Keypair> => {
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new ConfigError(`${name} must be a 64-character hex secp256k1 private key`)
+  try {
+    return await Secp256k1Keypair.import(hex)
+  } catch {
+    throw new ConfigError(`${name} is not a valid secp256k1 private key`)
+  }
+}
+
 const buildConfig = async (env: WorkerEnv): Promise<Config> => {
   const hostname = required(env, 'PDS_HOSTNAME').toLowerCase()
   if (!/^[a-z0-9.-]+(:\d{1,5})?$/.test(hostname)) {
@@ -166,16 +188,9 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     throw new ConfigError('JWT_SECRET must be at least 32 characters (generate one with: openssl rand -hex 32)')
   }
 
-  const keyHex = required(env, 'PDS_SIGNING_KEY')
-  if (!/^[0-9a-fA-F]{64}$/.test(keyHex)) {
-    throw new ConfigError('PDS_SIGNING_KEY must be a 64-character hex secp256k1 private key')
-  }
-  let signingKey: Secp256k1Keypair
-  try {
-    signingKey = await Secp256k1Keypair.import(keyHex)
-  } catch {
-    throw new ConfigError('PDS_SIGNING_KEY is not a valid secp256k1 private key')
-  }
+  const signingKey = await parseKey('PDS_SIGNING_KEY', required(env, 'PDS_SIGNING_KEY'))
+  const rotationHex = env.PDS_PLC_ROTATION_KEY?.trim()
+  const plcRotationKey = rotationHex ? await parseKey('PDS_PLC_ROTATION_KEY', rotationHex) : signingKey
 
   return {
     hostname,
@@ -189,10 +204,12 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     password,
     jwtSecret: new TextEncoder().encode(jwtSecret),
     signingKey,
+    plcRotationKey,
     blobUploadLimit: parseBlobLimit(env.PDS_BLOB_UPLOAD_LIMIT),
     appView: parseService(env, 'BSKY_APPVIEW_URL', 'BSKY_APPVIEW_DID', DEFAULT_APPVIEW),
     modService: parseService(env, 'MOD_SERVICE_URL', 'MOD_SERVICE_DID', DEFAULT_MOD_SERVICE),
     plcUrl: parseUrl('PLC_URL', env.PLC_URL?.trim() || 'https://plc.directory'),
+    dohUrl: parseUrl('DNS_OVER_HTTPS_URL', env.DNS_OVER_HTTPS_URL?.trim() || 'https://cloudflare-dns.com/dns-query'),
     relayHosts: (env.RELAY_HOSTS ?? '')
       .split(',')
       .map((h) => h.trim())

@@ -15,6 +15,7 @@ import { runMaintenance } from './maintenance'
 import { registerAccountMethods } from './xrpc/account'
 import { registerEmailMethods } from './xrpc/email'
 import { registerIdentityMethods } from './xrpc/identity'
+import { registerLifecycleMethods } from './xrpc/lifecycle'
 import { registerPreferenceMethods } from './xrpc/preferences'
 import { forwarding, registerProxiedMethods } from './xrpc/proxy'
 import { registerRepoMethods } from './xrpc/repo'
@@ -28,6 +29,7 @@ registerRepoMethods(router)
 registerSyncMethods(router)
 registerIdentityMethods(router)
 registerAccountMethods(router)
+registerLifecycleMethods(router)
 registerEmailMethods(router)
 registerPreferenceMethods(router)
 registerProxiedMethods(router)

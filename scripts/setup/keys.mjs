@@ -1,7 +1,8 @@
 /**
  * Key material for setup: the repo signing key (secp256k1, the PDS_SIGNING_KEY
- * secret), the optional PLC rotation key (kept by the owner only, never sent
- * to Cloudflare), the JWT secret and the login password, of which only the
+ * secret), the PDS's PLC rotation key (the PDS_PLC_ROTATION_KEY secret), the
+ * owner's optional PLC rotation key (kept by the owner only, never sent to
+ * Cloudflare), the JWT secret and the login password, of which only the
  * salted PBKDF2 hash is stored (the same format src/password-setting.ts checks).
  *
  * Existing values always win: a key that exists is never replaced, because a
@@ -52,7 +53,7 @@ export const passwordSetting = async (current, given) => {
 
 export const BACKUP_NOTE =
   'Keep this file somewhere safe and offline (a password manager, an encrypted USB stick). ' +
-  'The signing key signs your repo; the rotation key controls your did:plc identity. ' +
+  'The signing key signs your repo; the rotation keys control your did:plc identity (yours first, then the PDS\'s). ' +
   'Anyone holding them can impersonate you; without them you cannot recover the account. ' +
   'Cloudflare secrets cannot be read back, so this file is the only copy outside the PDS.'
 
@@ -66,6 +67,7 @@ export const backupText = (b) =>
       hostname: b.hostname,
       signingKey: { privateKeyHex: b.signingKeyHex, didKey: b.signingDidKey },
       rotationKey: b.rotationKeyHex ? { privateKeyHex: b.rotationKeyHex, didKey: b.rotationDidKey } : null,
+      pdsRotationKey: b.pdsRotationKeyHex ? { privateKeyHex: b.pdsRotationKeyHex, didKey: b.pdsRotationDidKey } : null,
     },
     null,
     2,
@@ -77,5 +79,12 @@ export const readBackup = (path) => {
   const b = JSON.parse(readFileSync(path, 'utf8'))
   const key = b?.signingKey?.privateKeyHex
   if (!/^[0-9a-f]{64}$/i.test(key ?? '')) throw new Error(`${path} holds no signing key`)
-  return { signingKeyHex: key, rotationKeyHex: b.rotationKey?.privateKeyHex ?? null, did: b.did, handle: b.handle, hostname: b.hostname }
+  return {
+    signingKeyHex: key,
+    rotationKeyHex: b.rotationKey?.privateKeyHex ?? null,
+    pdsRotationKeyHex: b.pdsRotationKey?.privateKeyHex ?? null,
+    did: b.did,
+    handle: b.handle,
+    hostname: b.hostname,
+  }
 }

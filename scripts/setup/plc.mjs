@@ -21,22 +21,26 @@ const base64url = (bytes) => Buffer.from(bytes).toString('base64url')
 /** The PDS's public URL for a host name (http only for loopback dev hosts, as src/env.ts does). */
 export const serviceUrlFor = (hostname) => `${/^(localhost|127\.0\.0\.1)(:\d+)?$/.test(hostname) ? 'http' : 'https'}://${hostname}`
 
-/** Builds and signs the genesis op; returns it with the DID it defines. */
-export const createGenesisOp = async ({ signingKeyHex, rotationKeyHex, handle, hostname }) => {
+/**
+ * Builds and signs the genesis op; returns it with the DID it defines.
+ * Rotation keys: the owner's own key first (kept offline; it has priority to
+ * override the others within 72 h), then the PDS's PLC rotation key, with
+ * which the PDS signs routine updates (a handle change, a migration away).
+ * Without a PDS rotation key (an older setup) the signing key takes its place.
+ */
+export const createGenesisOp = async ({ signingKeyHex, rotationKeyHex, pdsRotationKeyHex, handle, hostname }) => {
   const signing = await Secp256k1Keypair.import(signingKeyHex)
-  // Without an owner rotation key the signing key is the only one (weaker: it lives in Cloudflare).
-  const rotation = rotationKeyHex ? await Secp256k1Keypair.import(rotationKeyHex) : signing
+  const pdsRotation = pdsRotationKeyHex ? await Secp256k1Keypair.import(pdsRotationKeyHex) : signing
+  const owner = rotationKeyHex ? await Secp256k1Keypair.import(rotationKeyHex) : null
   const unsigned = {
     type: 'plc_operation',
-    // The owner's key first: it has priority to override the others within 72 h. The signing key
-    // follows so the PDS itself can later sign routine updates (a handle change).
-    rotationKeys: [...new Set([rotation.did(), signing.did()])],
+    rotationKeys: [...new Set([owner?.did(), pdsRotation.did()].filter(Boolean))],
     verificationMethods: { atproto: signing.did() },
     alsoKnownAs: [`at://${handle}`],
     services: { atproto_pds: { type: 'AtprotoPersonalDataServer', endpoint: serviceUrlFor(hostname) } },
     prev: null,
   }
-  const sig = base64url(await rotation.sign(dagCbor.encode(unsigned)))
+  const sig = base64url(await (owner ?? pdsRotation).sign(dagCbor.encode(unsigned)))
   const op = { ...unsigned, sig }
   const hash = createHash('sha256').update(dagCbor.encode(op)).digest()
   // base32.baseEncode: RFC 4648 lowercase, no padding, no multibase prefix.

@@ -55,12 +55,14 @@ const decodePart = (part: string | undefined): Record<string, unknown> | null =>
 export const isServiceJwt = (token: string): boolean => decodePart(token.split('.')[1])?.lxm != null
 
 /**
- * Checks a token a service minted from `getServiceAuth` and presents back to
- * us (the video service uploading a blob): signed by this account's key,
- * addressed to this PDS, for exactly `lxm`, not expired. Errors, names and
- * the order of the checks as `@atproto/xrpc-server`'s verifyJwt.
+ * Checks a service token presented to us: issued for this account, signed by
+ * `signerKey` (a did:key: this PDS's key for a token from our getServiceAuth
+ * that the video service hands back; the key the DID document lists for the
+ * old PDS's token that creates the migrated account), addressed to this PDS,
+ * for exactly `lxm`, not expired. Errors, names and the order of the checks
+ * as `@atproto/xrpc-server`'s verifyJwt.
  */
-export const verifyServiceJwt = async (cfg: Config, token: string, lxm: string): Promise<{ iss: string }> => {
+export const verifyServiceJwt = async (cfg: Config, token: string, lxm: string, signerKey: () => Promise<string>): Promise<{ iss: string }> => {
   const parts = token.split('.')
   const header = decodePart(parts[0])
   const payload = decodePart(parts[1])
@@ -78,9 +80,15 @@ export const verifyServiceJwt = async (cfg: Config, token: string, lxm: string):
   const iss = payload.iss.split('#')[0]
   if (iss !== cfg.did) throw new AuthRequiredError('Untrusted issuer', 'UntrustedIss')
   const signed = new TextEncoder().encode(`${parts[0]}.${parts[1]}`)
+  let key: string
+  try {
+    key = await signerKey()
+  } catch {
+    throw new AuthRequiredError('could not resolve iss did', 'BadJwtIss')
+  }
   let valid = false
   try {
-    valid = await verifySignature(cfg.signingKey.did(), signed, base64url.decode(parts[2]), { jwtAlg: 'ES256K' })
+    valid = await verifySignature(key, signed, base64url.decode(parts[2]), { jwtAlg: header.alg, allowMalleableSig: true })
   } catch {
     valid = false
   }

@@ -13,15 +13,19 @@
  * touching handlers.
  */
 import * as jose from 'jose'
+import type { KvCache } from '../cache/kv-cache'
 import type { Config } from '../env'
 import { AuthRequiredError, InvalidRequestError } from '../errors'
 import { sessionCredentials, type AccessCredentials, type RefreshCredentials, type ServiceCredentials } from './credentials'
 import { ACCESS_STANDARD, AuthScope } from './scope'
+import { atprotoSigningKey, resolveDid } from '../identity/resolver'
 import { isServiceJwt, verifyServiceJwt } from './service-jwt'
 
 /** What a policy sees of a request. */
 export interface AuthRequest {
   config: Config
+  /** For resolving the DID documents whose keys sign service tokens. */
+  cache: KvCache
   /** The Authorization header, if any. */
   authorization: string | null
   /** The XRPC method called (service tokens are bound to one). */
@@ -110,10 +114,27 @@ export const optionalAccessAuth: AuthPolicy<AccessCredentials | null> = async (r
 export const accessOrServiceAuth: AuthPolicy<AccessCredentials | ServiceCredentials> = async (req) => {
   const token = bearerToken(req.authorization)
   if (token && isServiceJwt(token)) {
-    const { iss } = await verifyServiceJwt(req.config, token, req.nsid)
+    const { iss } = await verifyServiceJwt(req.config, token, req.nsid, async () => req.config.signingKey.did())
     return { type: 'service', did: iss, lxm: req.nsid }
   }
   return verifyAccess(req)
+}
+
+/**
+ * createAccount for an account migrated in: no credential, or a service token
+ * from the old PDS (getServiceAuth there), issued for this account and
+ * signed by the key its DID document lists right now.
+ */
+export const createAccountAuth: AuthPolicy<ServiceCredentials | null> = async (req) => {
+  if (!req.authorization) return null
+  const token = bearerToken(req.authorization)
+  if (!token) throw new AuthRequiredError('Invalid authorization header')
+  const { iss } = await verifyServiceJwt(req.config, token, req.nsid, async () => {
+    const key = atprotoSigningKey(await resolveDid(req.config, req.cache, req.config.did, { fresh: true }))
+    if (!key) throw new Error('no #atproto key in the DID document')
+    return key
+  })
+  return { type: 'service', did: iss, lxm: req.nsid }
 }
 
 /** A live refresh token (refreshSession). */

@@ -85,7 +85,7 @@ const uploadToR2 = async (
   }
   const cid = cidForRawHash(new Uint8Array(await digest.digest)).toString()
   const sniffed = sniffMimeType(head.subarray(0, Math.min(size, SNIFF_BYTES)))
-  const declared = opts.contentType?.split(';')[0].trim().toLowerCase() || null
+  const declared = opts.contentType?.split(';')[0].trim().toLowerCase().replace(/^.*\*.*$/, '') || null
   return { key, cid, size, mimeType: sniffed ?? declared ?? 'application/octet-stream' }
 }
 

@@ -20,11 +20,19 @@ export interface DbStats {
   rowsWritten: number
 }
 
+/** A statement drizzle cannot express (recursive queries, JSON functions, inlined literals). */
+export interface SqlStatement {
+  sql: string
+  params?: (string | number | null)[]
+}
+
 export interface Db {
   orm: DrizzleD1Database
   stats: DbStats
   /** Runs statements as one atomic D1 batch (one round trip). */
   batch(statements: BatchItem<'sqlite'>[]): Promise<unknown[]>
+  /** Runs plain SQL statements as one atomic D1 batch (one round trip); returns each statement's rows. */
+  batchSql<T = Record<string, unknown>>(statements: SqlStatement[]): Promise<T[][]>
 }
 
 type Meta = { rows_read?: number; rows_written?: number }
@@ -87,12 +95,18 @@ export const openDb = (d1: D1Database): Db => {
   const stats: DbStats = { queries: 0, rowsRead: 0, rowsWritten: 0 }
   // No `schema` option: we never use drizzle's relational queries, and building
   // their config on every request showed up in CPU profiles.
-  const orm = drizzle(countingD1(d1, stats))
+  const counted = countingD1(d1, stats)
+  const orm = drizzle(counted)
   return {
     orm,
     stats,
     batch: (statements) =>
       statements.length === 0 ? Promise.resolve([]) : orm.batch(statements as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]),
+    batchSql: async <T>(statements: SqlStatement[]) => {
+      if (statements.length === 0) return []
+      const results = await counted.batch<T>(statements.map((s) => counted.prepare(s.sql).bind(...(s.params ?? []))))
+      return results.map((r) => r.results ?? [])
+    },
   }
 }
 
@@ -105,6 +119,15 @@ const fromHex = (hex: string): Uint8Array => {
   if (hexDecoder) return hexDecoder(hex)
   const out = new Uint8Array(hex.length / 2)
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16)
+  return out
+}
+
+const hexEncoder = (Uint8Array.prototype as unknown as { toHex?: () => string }).toHex
+/** Lowercase hex of `bytes` (for BLOB literals in SQL text). */
+export const hexBytes = (bytes: Uint8Array): string => {
+  if (hexEncoder) return hexEncoder.call(bytes)
+  let out = ''
+  for (let i = 0; i < bytes.length; i++) out += bytes[i].toString(16).padStart(2, '0')
   return out
 }
 

@@ -9,9 +9,6 @@ import { schema } from './client'
 
 const { pdsState, repoSeq, repoSeqChunk } = schema
 
-/** The handle last announced in an #identity event (a changed PDS_HANDLE is announced once). */
-export const STATE_ANNOUNCED_HANDLE = 'announced_handle'
-
 export const getState = async (db: Db, key: string): Promise<string | null> => {
   const [row] = await db.orm.select({ value: pdsState.value }).from(pdsState).where(eq(pdsState.key, key)).limit(1)
   return row?.value ?? null

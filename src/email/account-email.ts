@@ -17,7 +17,7 @@ const CONFIRMED = 'email:confirmed'
 const TOKEN_PREFIX = 'email-token:'
 const TOKEN_LIFETIME_MS = 15 * 60 * 1000
 
-export type TokenPurpose = 'confirm_email' | 'update_email'
+export type TokenPurpose = 'confirm_email' | 'update_email' | 'plc_operation'
 
 export interface EmailState {
   address: string | null
@@ -45,12 +45,22 @@ const newToken = (): string => {
   return `${chars.slice(0, 5)}-${chars.slice(5)}`
 }
 
-const SUBJECTS: Record<TokenPurpose, string> = { confirm_email: 'Email Confirmation', update_email: 'Email Update Requested' }
+const SUBJECTS: Record<TokenPurpose, string> = {
+  confirm_email: 'Email Confirmation',
+  update_email: 'Email Update Requested',
+  plc_operation: 'PLC Update Operation Requested',
+}
+
+/** Stores a fresh code for `purpose` (replacing any earlier one) and returns it. */
+export const issueToken = async (db: Db, purpose: TokenPurpose, now = Date.now()): Promise<string> => {
+  const token = newToken()
+  await db.batch([setStateStatement(db, TOKEN_PREFIX + purpose, JSON.stringify({ token, expiresAt: now + TOKEN_LIFETIME_MS }), new Date(now).toISOString())])
+  return token
+}
 
 /** Stores a fresh code for `purpose` (replacing any earlier one) and mails it to `to`. */
 export const sendToken = async (db: Db, sender: EmailSender, purpose: TokenPurpose, to: string, now = Date.now()): Promise<void> => {
-  const token = newToken()
-  await db.batch([setStateStatement(db, TOKEN_PREFIX + purpose, JSON.stringify({ token, expiresAt: now + TOKEN_LIFETIME_MS }), new Date(now).toISOString())])
+  const token = await issueToken(db, purpose, now)
   await sender.binding.send({
     from: sender.from,
     to,
@@ -58,6 +68,12 @@ export const sendToken = async (db: Db, sender: EmailSender, purpose: TokenPurpo
     text: `Your code is ${token}\n\nEnter it in your app within 15 minutes. If you did not ask for it, ignore this email.\n`,
   })
 }
+
+/** The pds_state key a purpose's code is kept under (npm run plc-token reads it). */
+export const tokenStateKey = (purpose: TokenPurpose): string => TOKEN_PREFIX + purpose
+
+/** Spends a code (single use). */
+export const spendTokenStatement = (db: Db, purpose: TokenPurpose) => deleteStateStatement(db, TOKEN_PREFIX + purpose)
 
 /** Checks a code with the reference's errors; it stays valid until used or replaced. */
 export const checkToken = async (db: Db, purpose: TokenPurpose, token: string, now = Date.now()): Promise<void> => {

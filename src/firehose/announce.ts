@@ -1,30 +1,12 @@
 /**
- * Keeping relays informed beyond commits:
- * - an `#identity` event when the configured handle differs from the one last
- *   announced (the operator changed PDS_HANDLE and redeployed);
- * - `com.atproto.sync.requestCrawl` to the configured relays when none is
- *   connected, at most once an hour: relays are known to mark a quiet host
- *   offline and not come back on their own.
- * Both run in the background (waitUntil); failures are logged, never thrown
+ * Keeping relays listening: `com.atproto.sync.requestCrawl` to the configured
+ * relays after a write when none is connected, at most once an hour (relays
+ * are known to mark a quiet host offline and not come back on their own).
+ * It runs in the background (waitUntil); failures are logged, never thrown
  * into a write.
  */
 import type { KvCache } from '../cache/kv-cache'
-import type { Db } from '../db/client'
-import { appendEventStatements, getState, setStateStatement, STATE_ANNOUNCED_HANDLE } from '../db/state'
 import { LAST_CRAWL_REQUEST_KEY, requestCrawl, type CrawlResult } from './crawl'
-import { encodeIdentityEvent } from './events'
-
-export const announceHandleIfChanged = async (db: Db, did: string, handle: string): Promise<boolean> => {
-  const announced = await getState(db, STATE_ANNOUNCED_HANDLE)
-  // No repo yet: the genesis commit announces the handle itself.
-  if (announced === null || announced === handle) return false
-  const now = new Date().toISOString()
-  await db.batch([
-    ...appendEventStatements(db, 'identity', encodeIdentityEvent({ did, handle, time: now }), now),
-    setStateStatement(db, STATE_ANNOUNCED_HANDLE, handle, now),
-  ])
-  return true
-}
 
 const CRAWL_INTERVAL_MS = 60 * 60 * 1000
 let lastCheckInIsolate = 0

@@ -6,7 +6,7 @@
  */
 import { encode } from '@atproto/lex-cbor'
 import type { Cid } from '@atproto/lex-data'
-import { blocksToCarFile, type BlockMap } from '@atproto/repo'
+import { BlockMap, blocksToCarFile } from '@atproto/repo'
 
 export interface CommitOp {
   action: 'create' | 'update' | 'delete'
@@ -62,3 +62,14 @@ export const encodeIdentityEvent = (input: { did: string; handle?: string; time:
 /** dag-cbor bytes of an `#account` body without `seq` (hosting status changed). */
 export const encodeAccountEvent = (input: { did: string; active: boolean; status?: string; time: string }): Uint8Array =>
   encode({ did: input.did, time: input.time, active: input.active, ...(input.status ? { status: input.status } : {}) } as never)
+
+/**
+ * dag-cbor bytes of a `#sync` body without `seq`: the repo's current commit,
+ * for relays to (re)start from (sync v1.1). `blocks` is a CAR holding only
+ * the commit block; relays check its signature against the DID document.
+ */
+export const encodeSyncEvent = async (input: { did: string; commit: Cid; commitBytes: Uint8Array; rev: string; time: string }): Promise<Uint8Array> => {
+  const blocks = new BlockMap()
+  blocks.set(input.commit, input.commitBytes)
+  return encode({ did: input.did, rev: input.rev, blocks: await blocksToCarFile(input.commit, blocks), time: input.time } as never)
+}

@@ -5,6 +5,7 @@
  */
 import type { BlobStore } from '../blobs/store'
 import type { KvCache } from '../cache/kv-cache'
+import type { AccountRow } from '../db/account-row'
 import type { Db } from '../db/client'
 import type { EmailSender } from '../email/account-email'
 import type { Config, WorkerEnv } from '../env'
@@ -15,6 +16,8 @@ export interface Deps {
   config: Config
   db: Db
   repo: RepoContext
+  /** The hosted account (status, current handle), read once per request on first use. */
+  account(): Promise<AccountRow>
   blobs: BlobStore
   cache: KvCache
   /** The firehose Durable Object (subscriptions, subscriber counts). */

@@ -6,20 +6,25 @@
  * is logged under the request id instead).
  */
 import type { Context } from 'hono'
+import { AccountInactiveError } from '../account/status'
 import { BlobTooLargeError, EmptyBlobError, LengthRequiredError } from '../blobs/store'
 import { ConfigError } from '../env'
 import { InvalidRequestError, XrpcError } from '../errors'
 import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError, RepoBusyError } from '../repo/errors'
+import { InvalidImportError } from '../repo/import/car-stream'
 import type { AppEnv } from './context'
 
 /** Maps any thrown value to the XRPC error the client should see. */
 export const toXrpcError = (err: unknown): XrpcError => {
   if (err instanceof XrpcError) return err
-  if (err instanceof InvalidRecordError) return new InvalidRequestError(err.message)
+  if (err instanceof InvalidRecordError || err instanceof InvalidImportError) return new InvalidRequestError(err.message)
   if (err instanceof BadCommitSwapError || err instanceof BadRecordSwapError) {
     return new InvalidRequestError(err.message, 'InvalidSwap')
   }
   if (err instanceof BlobRefError) return new InvalidRequestError(err.message, err.error)
+  if (err instanceof AccountInactiveError) {
+    return new XrpcError(401, err.message, err.status === 'deactivated' ? 'AccountDeactivated' : 'AccountTakedown')
+  }
   if (err instanceof EmptyBlobError) return new InvalidRequestError(err.message)
   if (err instanceof BlobTooLargeError) return new XrpcError(413, err.message)
   if (err instanceof LengthRequiredError) return new XrpcError(411, err.message, 'LengthRequired')

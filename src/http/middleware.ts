@@ -1,19 +1,20 @@
 /**
  * The per-request middleware: builds the handlers' `Deps` (typed config, a
  * counted D1 client, the repo context whose commits poke the firehose, the
- * stores over R2 and KV), runs the once-per-isolate start-up work, and writes
- * one structured log line per request (method, path and NSID, status,
- * duration, D1 round trips) for `wrangler tail`. Tokens and bodies are never
- * logged.
+ * stores over R2 and KV, the account row on demand), runs the once-per-isolate
+ * start-up work, and writes one structured log line per request (method, path
+ * and NSID, status, duration, D1 round trips) for `wrangler tail`. Tokens and
+ * bodies are never logged.
  */
 import { createMiddleware } from 'hono/factory'
 import { bootstrapAccount } from '../account/bootstrap'
 import { BlobStore } from '../blobs/store'
 import { KvCache } from '../cache/kv-cache'
-import { openDb } from '../db/client'
+import { getAccount, type AccountRow } from '../db/account-row'
+import { openDb, type Db } from '../db/client'
 import { emailSender } from '../email/account-email'
 import { loadConfig, type Config } from '../env'
-import { announceHandleIfChanged, requestCrawlIfQuiet } from '../firehose/announce'
+import { requestCrawlIfQuiet } from '../firehose/announce'
 import { firehoseHub, type FirehoseHub } from '../firehose/hub'
 import type { AppEnv, Deps } from './context'
 import { toXrpcError } from './errors'
@@ -36,22 +37,23 @@ const afterCommit = (hub: DurableObjectStub<FirehoseHub>, cache: KvCache, config
 let started = false
 
 /**
- * Once per isolate, before the first request is served: a fresh identity
- * gets its genesis commit (reads never create it), and a changed PDS_HANDLE
- * is announced on the firehose (off the request path).
+ * Once per isolate, before the first request is served: the account row and,
+ * for a fresh identity, its genesis commit (src/account/bootstrap.ts).
  */
 const startOnce = async (deps: Deps): Promise<void> => {
   if (started) return
-  await bootstrapAccount(deps.repo)
+  await bootstrapAccount(deps.repo, deps.config, deps.cache)
   started = true
-  deps.waitUntil(
-    announceHandleIfChanged(deps.db, deps.config.did, deps.config.handle)
-      .then((announced) => (announced ? deps.firehose.notify() : undefined))
-      .catch((err) => {
-        started = false
-        console.error(JSON.stringify({ job: 'announceHandle', error: String(err) }))
-      }),
-  )
+}
+
+/** The account row, read at most once per request (status and handle must be current). */
+const accountLoader = (db: Db): (() => Promise<AccountRow>) => {
+  let loaded: Promise<AccountRow> | null = null
+  return () =>
+    (loaded ??= getAccount(db).then((row) => {
+      if (!row) throw new Error('the account row is missing')
+      return row
+    }))
 }
 
 export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
@@ -76,6 +78,7 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
         signingKey: config.signingKey,
         onCommit: afterCommit(firehose, cache, config, waitUntil),
       },
+      account: accountLoader(db),
       blobs: new BlobStore(c.env.BLOBS, db, waitUntil),
       cache,
       firehose,

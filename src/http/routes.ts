@@ -22,6 +22,7 @@ const statusReport = (c: Context<AppEnv>): Promise<StatusReport> => {
   return gatherStatus({
     db: deps.db,
     config: deps.config,
+    account: deps.account,
     subscribers: async () => (await deps.firehose.stats()).subscribers,
     lastWriteCrawl: () => deps.cache.getText(LAST_CRAWL_REQUEST_KEY),
     waitUntil: deps.waitUntil,

@@ -14,10 +14,10 @@ export interface DidDocument {
   service: { id: string; type: string; serviceEndpoint: string }[]
 }
 
-export const buildDidDocument = (cfg: Config): DidDocument => ({
+export const buildDidDocument = (cfg: Config, handle: string): DidDocument => ({
   '@context': ['https://www.w3.org/ns/did/v1', 'https://w3id.org/security/multikey/v1', 'https://w3id.org/security/suites/secp256k1-2019/v1'],
   id: cfg.did,
-  alsoKnownAs: [`at://${cfg.handle}`],
+  alsoKnownAs: [`at://${handle}`],
   verificationMethod: [
     {
       id: `${cfg.did}#atproto`,
@@ -32,9 +32,9 @@ export const buildDidDocument = (cfg: Config): DidDocument => ({
 /** True for did:web DIDs this deployment serves itself (so their document is ours to build). */
 export const isOwnDidWeb = (cfg: Config): boolean => cfg.did === cfg.serviceDid
 
-/** The account DID if `identifier` (a DID or handle, any case for handles) names our account. */
-export const resolveOwnAccount = (cfg: Config, identifier: string): string | null => {
+/** The account DID if `identifier` (a DID, or its current handle in any case) names our account. */
+export const resolveOwnAccount = (cfg: Config, handle: string, identifier: string): string | null => {
   if (identifier === cfg.did) return cfg.did
-  if (identifier.toLowerCase() === cfg.handle) return cfg.did
+  if (identifier.toLowerCase() === handle) return cfg.did
   return null
 }

@@ -1,14 +1,14 @@
 /**
- * Resolving a handle that is not the owner's: through the AppView when one
- * is configured (as the reference PDS does), otherwise the atproto way, a
- * `_atproto.<handle>` TXT record (over DNS-over-HTTPS, Workers have no
- * resolver) or `https://<handle>/.well-known/atproto-did`.
+ * Resolving handles (atproto.com/specs/handle): a `_atproto.<handle>` TXT
+ * record `did=<did>` (over DNS-over-HTTPS: Workers have no resolver) or
+ * `https://<handle>/.well-known/atproto-did`. Someone else's handle is asked
+ * of the AppView first when one is configured, as the reference PDS does;
+ * the owner's new handle (updateHandle) is always checked the atproto way.
  */
 import type { Config } from '../env'
 
 const TIMEOUT_MS = 3000
 const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]+$/
-const DOH_URL = 'https://cloudflare-dns.com/dns-query'
 
 export const resolveOtherHandle = async (cfg: Config, handle: string): Promise<string | null> => {
   if (cfg.appView) {
@@ -19,11 +19,15 @@ export const resolveOtherHandle = async (cfg: Config, handle: string): Promise<s
     const body = (await res.json()) as { did?: unknown }
     return typeof body.did === 'string' && DID.test(body.did) ? body.did : null
   }
-  return (await fromDns(handle)) ?? (await fromWellKnown(handle))
+  return resolveHandleDirectly(cfg, handle)
 }
 
-const fromDns = async (handle: string): Promise<string | null> => {
-  const res = await fetch(`${DOH_URL}?name=_atproto.${encodeURIComponent(handle)}&type=TXT`, {
+/** The DID a handle resolves to by DNS or HTTPS, or null. */
+export const resolveHandleDirectly = async (cfg: Config, handle: string): Promise<string | null> =>
+  (await fromDns(cfg, handle)) ?? (await fromWellKnown(handle))
+
+const fromDns = async (cfg: Config, handle: string): Promise<string | null> => {
+  const res = await fetch(`${cfg.dohUrl}?name=_atproto.${encodeURIComponent(handle)}&type=TXT`, {
     headers: { accept: 'application/dns-json' },
     signal: AbortSignal.timeout(TIMEOUT_MS),
   }).catch(() => null)

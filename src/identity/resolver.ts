@@ -4,6 +4,7 @@
  * as `@atproto/identity` does). Documents are cached in the isolate and in
  * KV for an hour, so a proxied call rarely pays a resolution round trip.
  */
+import { formatDidKey, multibaseToBytes } from '@atproto/crypto'
 import type { KvCache } from '../cache/kv-cache'
 import type { Config } from '../env'
 import { buildDidDocument, isOwnDidWeb } from './did-doc'
@@ -62,15 +63,22 @@ const fetchDocument = async (cfg: Config, did: string): Promise<ResolvedDidDocum
   return doc
 }
 
+export interface ResolveOptions {
+  /** Fetch afresh (and refresh the caches): for checks that must see the document as it is now. */
+  fresh?: boolean
+  /** The account's current handle, for the did:web document this PDS serves itself. */
+  ownHandle?: string
+}
+
 /** The DID document of `did`, from cache when fresh. */
-export const resolveDid = async (cfg: Config, cache: KvCache, did: string): Promise<ResolvedDidDocument> => {
+export const resolveDid = async (cfg: Config, cache: KvCache, did: string, opts: ResolveOptions = {}): Promise<ResolvedDidDocument> => {
   // Our own did:web document is never fetched over the network.
-  if (did === cfg.did && isOwnDidWeb(cfg)) return buildDidDocument(cfg)
+  if (did === cfg.did && isOwnDidWeb(cfg)) return buildDidDocument(cfg, opts.ownHandle ?? cfg.handle)
   const now = Date.now()
-  const hit = memory.get(did)
+  const hit = opts.fresh ? undefined : memory.get(did)
   if (hit && hit.expiresAt > now) return hit.doc
   const kvKey = `did-doc:${did}`
-  let doc = await cache.getJson<ResolvedDidDocument>(kvKey)
+  let doc = opts.fresh ? null : await cache.getJson<ResolvedDidDocument>(kvKey)
   if (!doc || doc.id !== did) {
     doc = await fetchDocument(cfg, did)
     await cache.put(kvKey, doc, CACHE_TTL_S)
@@ -85,9 +93,26 @@ const hasId = (entry: { id: string }, doc: ResolvedDidDocument, id: string): boo
   return entry.id === fragment || entry.id === `${doc.id}${fragment}`
 }
 
-/** The multibase public key of verification method `#id` (the repo key is `#atproto`), or null. */
-export const verificationKey = (doc: ResolvedDidDocument, id: string): string | null =>
-  doc.verificationMethod?.find((m) => hasId(m, doc, id))?.publicKeyMultibase ?? null
+/**
+ * The account's repo signing key (verification method `#atproto`) as a
+ * did:key, or null. Documents list it as a `Multikey` (did:key's own
+ * multibase) or, in older form, as `EcdsaSecp256k1VerificationKey2019` /
+ * `EcdsaSecp256r1VerificationKey2019` with the raw key in multibase (what
+ * the PLC directory still serves for some DIDs).
+ */
+export const atprotoSigningKey = (doc: ResolvedDidDocument): string | null => {
+  const method = doc.verificationMethod?.find((m) => hasId(m, doc, 'atproto'))
+  const multibase = method?.publicKeyMultibase
+  if (!method || !multibase) return null
+  try {
+    if (method.type === 'Multikey') return `did:key:${multibase}`
+    if (method.type === 'EcdsaSecp256k1VerificationKey2019') return formatDidKey('ES256K', multibaseToBytes(multibase))
+    if (method.type === 'EcdsaSecp256r1VerificationKey2019') return formatDidKey('ES256', multibaseToBytes(multibase))
+  } catch {
+    return null
+  }
+  return null
+}
 
 /** The endpoint of service `#id` in a document (ids may be relative or absolute), or null. */
 export const serviceEndpoint = (doc: ResolvedDidDocument, id: string): string | null => {

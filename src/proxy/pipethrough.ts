@@ -54,7 +54,7 @@ export const forwardingTarget = async (cfg: Config, cache: KvCache, nsid: string
 
 /** Forwards the call to `target` for a credential that may make it. */
 export const forwardCall = async (
-  ctx: { config: Config; db: Db },
+  ctx: { config: Config; db: Db; account(): Promise<{ handle: string }> },
   nsid: string,
   req: Request,
   target: ProxyTarget,
@@ -64,7 +64,7 @@ export const forwardCall = async (
   const body = req.method === 'POST' ? req.body : null
   const upstream = await forwardWithToken(ctx.config, req, target.url, { aud: target.did, lxm: nsid }, body)
   if (req.method !== 'GET' || !READ_AFTER_WRITE_METHODS.has(nsid)) return upstream
-  return readAfterWrite(nsid, upstream, { db: ctx.db, config: ctx.config, url: new URL(req.url) })
+  return readAfterWrite(nsid, upstream, { db: ctx.db, config: ctx.config, handle: (await ctx.account()).handle, url: new URL(req.url) })
 }
 
 /**

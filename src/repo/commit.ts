@@ -15,6 +15,7 @@
  * Round trips for a warm write: one batch to read the root (and any
  * backlinks and blobs), one batch to commit.
  */
+import type { BatchItem } from 'drizzle-orm/batch'
 import { isMissingBlobError } from '../db/blobs'
 import { isStaleCommitError, writeCommit } from '../db/repo'
 import type { PlannedCommit, RepoContext } from './context'
@@ -93,5 +94,6 @@ export const commitWrites = (ctx: RepoContext, requests: WriteRequest[], opts: C
   return runCommit(ctx, () => planWrites(ctx, requests, opts))
 }
 
-/** Makes a fresh identity's genesis commit; null when the repo already has one. */
-export const createGenesis = (ctx: RepoContext): Promise<GenesisResult | null> => runCommit(ctx, () => planGenesis(ctx))
+/** Makes a fresh identity's genesis commit (with `extra` statements in its batch); null when the repo already has one. */
+export const createGenesis = (ctx: RepoContext, extra: BatchItem<'sqlite'>[] = []): Promise<GenesisResult | null> =>
+  runCommit(ctx, () => planGenesis(ctx, extra))

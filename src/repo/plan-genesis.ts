@@ -4,8 +4,8 @@
  * reference PDS (#identity, #account active, then the #commit).
  */
 import { Repo } from '@atproto/repo'
+import type { BatchItem } from 'drizzle-orm/batch'
 import { selectRoot } from '../db/repo'
-import { setStateStatement, STATE_ANNOUNCED_HANDLE } from '../db/state'
 import { encodeAccountEvent, encodeCommitEvent, encodeIdentityEvent } from '../firehose/events'
 import { blockRows, type PlannedCommit, type RepoContext } from './context'
 import { D1Blockstore } from './storage'
@@ -15,8 +15,8 @@ export interface GenesisResult {
   rev: string
 }
 
-/** The genesis commit, or null when the repo already has one. */
-export const planGenesis = async (ctx: RepoContext): Promise<PlannedCommit<GenesisResult> | null> => {
+/** The genesis commit (with `extra` statements in its batch), or null when the repo already has one. */
+export const planGenesis = async (ctx: RepoContext, extra: BatchItem<'sqlite'>[] = []): Promise<PlannedCommit<GenesisResult> | null> => {
   if ((await selectRoot(ctx.db))[0]) return null
   const commit = await Repo.formatInitCommit(new D1Blockstore(ctx.db), ctx.did, ctx.signingKey)
   const now = new Date().toISOString()
@@ -47,7 +47,7 @@ export const planGenesis = async (ctx: RepoContext): Promise<PlannedCommit<Genes
         { type: 'account', bytes: encodeAccountEvent({ did: ctx.did, active: true, time: now }) },
         { type: 'commit', bytes: event },
       ],
-      extra: [setStateStatement(ctx.db, STATE_ANNOUNCED_HANDLE, ctx.handle, now)],
+      extra,
     },
     newBlocks: commit.newBlocks,
     result: { cid: commit.cid.toString(), rev: commit.rev },

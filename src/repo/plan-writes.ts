@@ -2,8 +2,9 @@
  * Planning a commit of record writes (create, update, put, delete), as the
  * reference PDS's `processWrites` does, on the root read fresh from D1:
  *
- * 1. one read batch: the root, older follows/likes of the same subjects
- *    (replaced by a new one, as the reference does), the blobs referenced;
+ * 1. one read batch: the root, the account's status (inactive: refused),
+ *    older follows/likes of the same subjects (replaced by a new one, as the
+ *    reference does), the blobs referenced;
  * 2. checks: blob references, swapCommit, swapRecord, existence;
  * 3. the tree walk: each write resolved against the tree as the earlier
  *    writes leave it (a put becomes a create or an update, an identical put
@@ -15,6 +16,8 @@
  */
 import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
 import { Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
+import { assertActive } from '../account/status'
+import { selectAccount, type AccountRow } from '../db/account-row'
 import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
 import { selectBacklinkUris } from '../db/records'
 import { selectRoot, type RootRow } from '../db/repo'
@@ -137,7 +140,13 @@ const readForWrites = async (
     : []
   const blobCids = [...new Set(requests.flatMap((w) => (w.action === 'delete' ? [] : w.blobs.map((b) => b.ref.toString()))))]
   const blobQueries = selectBlobs(db, blobCids)
-  const [rootRows, ...rest] = (await db.batch([selectRoot(db), ...backlinkQueries, ...blobQueries])) as [RootRow[], ...unknown[][]]
+  const [rootRows, accountRows, ...rest] = (await db.batch([selectRoot(db), selectAccount(db), ...backlinkQueries, ...blobQueries])) as [
+    RootRow[],
+    AccountRow[],
+    ...unknown[][],
+  ]
+  // Read with the root, in the same round trip: an inactive account's repo takes no writes.
+  if (accountRows[0]) assertActive(accountRows[0])
   const root = rootRows[0]
   // The genesis commit is made at first start (src/account/bootstrap.ts), never by a write.
   if (!root) throw new Error('The repo has no genesis commit yet')

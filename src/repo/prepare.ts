@@ -171,14 +171,16 @@ export const prepareDelete = (input: { did: string; collection: string; rkey: st
 }
 
 /** Subjects a follow/block/like/repost points at: a second one replaces the first, as in the reference. */
-export const backlinksOf = (write: PreparedWrite): { path: string; linkTo: string }[] => {
-  if (write.action === 'delete') return []
-  const record = write.record as Record<string, unknown>
-  if (write.collection === 'app.bsky.graph.follow' || write.collection === 'app.bsky.graph.block') {
+export const backlinksOf = (write: PreparedWrite): { path: string; linkTo: string }[] =>
+  write.action === 'delete' ? [] : backlinksOfRecord(write.collection, write.record as Record<string, unknown>)
+
+/** The backlinks of a record of `collection` (also used when indexing an imported repo). */
+export const backlinksOfRecord = (collection: string, record: Record<string, unknown>): { path: string; linkTo: string }[] => {
+  if (collection === 'app.bsky.graph.follow' || collection === 'app.bsky.graph.block') {
     const subject = record.subject
     return typeof subject === 'string' && subject.startsWith('did:') ? [{ path: 'subject', linkTo: subject }] : []
   }
-  if (write.collection === 'app.bsky.feed.like' || write.collection === 'app.bsky.feed.repost') {
+  if (collection === 'app.bsky.feed.like' || collection === 'app.bsky.feed.repost') {
     const uri = (record.subject as Record<string, unknown> | undefined)?.uri
     return typeof uri === 'string' && uri.startsWith('at://') ? [{ path: 'subject.uri', linkTo: uri }] : []
   }

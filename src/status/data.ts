@@ -7,6 +7,7 @@
  */
 import type { Db } from '../db/client'
 import { countRepoSize, getStatusFacts, saveRepoSize, STATE_MAINTENANCE, STATE_REPO_SIZE, STATE_RELAY_CRAWL, type RepoSize } from '../db/status'
+import type { AccountRow } from '../db/account-row'
 import type { Config } from '../env'
 import { VERSION } from '../version'
 
@@ -33,7 +34,8 @@ export interface StatusReport {
   serviceUrl: string
   handle: string
   did: string
-  account: { active: boolean; status: 'active' | 'no repo yet' }
+  /** The hosting status; `deactivated` with no repo while a deployment waits for its account to be migrated in. */
+  account: { active: boolean; status: 'active' | 'deactivated' | 'takendown' | 'suspended' }
   repo: { rev: string; head: string; lastCommitAt: string; records: number; blocks: number; bytes: number } | null
   firehose: { subscribers: number | null; lastSeq: number | null; lastEventAt: string | null }
   relays: { hosts: string[]; lastCrawlRequest: CrawlRequestReport | null }
@@ -44,6 +46,8 @@ export interface StatusReport {
 export interface StatusSources {
   db: Db
   config: Config
+  /** The account row (status, current handle). */
+  account: () => Promise<AccountRow>
   /** Connected firehose subscribers (the hub's stats RPC); null when it cannot be asked. */
   subscribers: () => Promise<number | null>
   /** Time of the last requestCrawl made after a write, if remembered (KV, kept an hour). */
@@ -64,8 +68,9 @@ const parse = <T>(json: string | undefined): T | null => {
 /** Reads the status: one D1 round trip, plus one recount after the repo changed. */
 export const gatherStatus = async (src: StatusSources): Promise<StatusReport> => {
   const now = new Date().toISOString()
-  const [facts, subscribers, writeCrawlAt] = await Promise.all([
+  const [facts, account, subscribers, writeCrawlAt] = await Promise.all([
     getStatusFacts(src.db),
+    src.account(),
     src.subscribers().catch(() => null),
     src.lastWriteCrawl().catch(() => null),
   ])
@@ -87,9 +92,9 @@ export const gatherStatus = async (src: StatusSources): Promise<StatusReport> =>
     version: VERSION,
     hostname: src.config.hostname,
     serviceUrl: src.config.serviceUrl,
-    handle: src.config.handle,
+    handle: account.handle,
     did: src.config.did,
-    account: root ? { active: true, status: 'active' } : { active: false, status: 'no repo yet' },
+    account: { active: account.status === 'active', status: account.status },
     repo:
       root && size
         ? { rev: root.rev, head: root.cid, lastCommitAt: root.indexedAt, records: size.records, blocks: size.blocks, bytes: size.bytes }

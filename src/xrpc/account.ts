@@ -1,15 +1,15 @@
 /**
  * Account management for the owner: app passwords, service tokens for other
- * services (getServiceAuth), and the email methods the Bluesky app calls.
+ * services (getServiceAuth), and what a single-user PDS refuses (password
+ * reset, account deletion through the API).
  * Rules and messages follow the reference PDS.
  */
 import { createAppPassword } from '../auth/app-passwords'
 import { isIn, PROTECTED_METHODS } from '../auth/method-classes'
 import { createServiceJwt } from '../auth/service-jwt'
 import { accessAuth, fullAccessAuth, noAuth } from '../auth/verifier'
-import { countAccountState, deleteAppPassword, listAppPasswords } from '../db/account'
+import { deleteAppPassword, listAppPasswords } from '../db/account'
 import { InvalidRequestError } from '../errors'
-import { resolveDid, serviceEndpoint, verificationKey } from '../identity/resolver'
 import { com } from '../lexicons'
 import type { XrpcRouter } from './router'
 
@@ -19,21 +19,9 @@ const HOUR_MS = 60 * MINUTE_MS
 /** A did:plc or did:web DID, optionally with a `#service` reference (the `aud` getServiceAuth accepts). */
 const ATPROTO_DID_REF = /^did:(plc:[a-z2-7]{24}|web:[a-zA-Z0-9.-]+(%3[aA]\d+)?)(#[a-zA-Z0-9_-]+)?$/
 
-const DELETED_BY_OPERATOR = 'The account of this single-user PDS is deleted by its owner deleting the deployment (see the README).'
-const PLC_BY_OPERATOR = 'PLC operations are signed with the rotation key its owner keeps (see the README: migration).'
-
-/** What the owner changes in the deployment's settings rather than through an app. */
-const BY_OPERATOR = [
-  [
-    com.atproto.identity.updateHandle.main,
-    'The handle of this PDS is its PDS_HANDLE setting: change it in wrangler.toml and redeploy (the PDS then announces it to the network).',
-  ],
-  [com.atproto.server.deactivateAccount.main, 'This single-user PDS is deactivated by its owner stopping the Worker (wrangler delete), not through the API.'],
-  [com.atproto.server.activateAccount.main, 'The account of this single-user PDS is always active.'],
-  [com.atproto.server.requestAccountDelete.main, DELETED_BY_OPERATOR],
-  [com.atproto.identity.requestPlcOperationSignature.main, PLC_BY_OPERATOR],
-  [com.atproto.identity.signPlcOperation.main, PLC_BY_OPERATOR],
-] as const
+/** Deleting the account is deleting the deployment: its data is the owner's, in their own Cloudflare account. */
+const DELETED_BY_OPERATOR =
+  'The account of this single-user PDS is deleted by its owner deleting the deployment (see the README); to move it elsewhere, migrate it and deactivate it here.'
 
 const PASSWORD_BY_OPERATOR = 'The password of this PDS is set by its owner with the PDS_PASSWORD secret (see the README); it cannot be reset by email.'
 
@@ -70,31 +58,10 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
     return { token: await createServiceJwt(deps.config.signingKey, { iss: deps.config.did, aud, lxm, exp }) }
   })
 
-  // What migration tools ask before and after moving an account here.
-  x.query(com.atproto.server.checkAccountStatus.main, accessAuth, async ({ deps }) => {
-    const cfg = deps.config
-    const [counts, didDoc] = await Promise.all([countAccountState(deps.db), resolveDid(cfg, deps.cache, cfg.did).catch(() => null)])
-    return {
-      activated: true,
-      // The world must find this PDS and its key in the DID document.
-      validDid:
-        didDoc !== null &&
-        verificationKey(didDoc, 'atproto') === cfg.signingKey.did().slice('did:key:'.length) &&
-        serviceEndpoint(didDoc, 'atproto_pds') === cfg.serviceUrl,
-      repoCommit: counts.root?.cid ?? '',
-      repoRev: counts.root?.rev ?? '',
-      repoBlocks: counts.blocks,
-      indexedRecords: counts.records,
-      privateStateValues: counts.prefs,
-      expectedBlobs: counts.expectedBlobs,
-      importedBlobs: counts.importedBlobs,
-    }
-  })
-
   const refuse = (message: string) => async (): Promise<never> => {
     throw new InvalidRequestError(message)
   }
-  for (const [method, message] of BY_OPERATOR) x.procedure(method, fullAccessAuth, refuse(message))
+  x.procedure(com.atproto.server.requestAccountDelete.main, fullAccessAuth, refuse(DELETED_BY_OPERATOR))
   // deleteAccount proves itself with a password and an emailed token, not a session.
   x.procedure(com.atproto.server.deleteAccount.main, noAuth, refuse(DELETED_BY_OPERATOR))
 

@@ -3,6 +3,7 @@
  * write path), record reads and blob uploads, with the reference PDS's errors.
  */
 import { parseCid, type Cid } from '@atproto/lex-data'
+import { assertRepoAvailable } from '../account/status'
 import { assertMayUploadBlob, assertMayWriteRecords, type AccessCredentials } from '../auth/credentials'
 import { accessAuth, accessOrServiceAuth, noAuth } from '../auth/verifier'
 import { listMissingBlobRefs } from '../db/blobs'
@@ -17,19 +18,25 @@ import { prepareCreate, prepareDelete, prepareUpdate, type PreparedWrite } from 
 import { listRecords, readRecord } from '../repo/reader'
 import type { XrpcRouter } from './router'
 
+/**
+ * The DID of the repo a call names, if it is ours: the DID itself, or the
+ * account's current handle (read only when a handle is given).
+ */
+const ownRepoDid = async (deps: Deps, repo: string): Promise<string | null> =>
+  repo === deps.config.did ? repo : resolveOwnAccount(deps.config, (await deps.account()).handle, repo)
+
 /** The repo a write targets must be ours and the caller's (reference: findAccount + DID check). */
-const writableRepo = (deps: Deps, auth: AccessCredentials, repo: string): string => {
-  const did = resolveOwnAccount(deps.config, repo)
+const writableRepo = async (deps: Deps, auth: AccessCredentials, repo: string): Promise<string> => {
+  const did = await ownRepoDid(deps, repo)
   if (!did) throw new ForbiddenError('Account not found', 'AccountNotFound')
   if (did !== auth.did) throw new AuthRequiredError()
   return did
 }
 
-/** The repo a read targets; reads of other repos fail like the reference's "Could not find repo". */
-const readableRepo = (deps: Deps, repo: string): string => {
-  const did = resolveOwnAccount(deps.config, repo)
-  if (!did) throw new InvalidRequestError(`Could not find repo: ${repo}`)
-  return did
+/** The repo a record read targets: ours and active (the reference reads inactive accounts' records nowhere but sync). */
+const readableRepo = async (deps: Deps, repo: string): Promise<string | null> => {
+  const did = await ownRepoDid(deps, repo)
+  return did && (await deps.account()).status === 'active' ? did : null
 }
 
 const optionalCid = (value: string | undefined, field: string): Cid | undefined => {
@@ -59,9 +66,10 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
     accessOrServiceAuth,
     async ({ deps, auth, req }) => {
       if (!req.body) throw new InvalidRequestError('A request body is expected but none was provided')
-      // As the reference (xrpc-server): the encoding must be given and be a MIME type.
+      // As the reference (xrpc-server): the encoding must be given and be a MIME type; `*/*` (what goat
+      // sends) or a wildcard says "find out", and the bytes are sniffed.
       const contentType = req.headers.get('content-type')?.split(';')[0].trim() ?? ''
-      if (!/^[\w.+-]+\/[\w.+-]+$/.test(contentType)) {
+      if (!/^[\w.+*-]+\/[\w.+*-]+$/.test(contentType)) {
         throw new InvalidRequestError('Request encoding (Content-Type) required but not provided')
       }
       assertMayUploadBlob(auth, contentType)
@@ -83,7 +91,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.procedure(com.atproto.repo.createRecord.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(deps, auth, input.repo)
     const write = await prepareCreate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate })
     const commit = await commitAllowed(deps, auth, [write], {
       swapCommit: optionalCid(input.swapCommit, 'swapCommit'),
@@ -93,7 +101,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.procedure(com.atproto.repo.putRecord.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(deps, auth, input.repo)
     // swapRecord: null means "must not exist yet"; absent means "no check".
     const swapCid = input.swapRecord === null ? null : optionalCid(input.swapRecord, 'swapRecord')
     const prepared = await prepareUpdate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate, swapCid })
@@ -102,14 +110,14 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.procedure(com.atproto.repo.deleteRecord.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(deps, auth, input.repo)
     const write = prepareDelete({ did, collection: input.collection, rkey: input.rkey, swapCid: optionalCid(input.swapRecord, 'swapRecord') })
     const commit = await commitAllowed(deps, auth, [{ ...write, ifExists: true }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
     return { commit: commitView(commit) }
   })
 
   x.procedure(com.atproto.repo.applyWrites.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(deps, auth, input.repo)
     if (input.writes.length > 200) throw new InvalidRequestError('Too many writes. Max: 200')
     const prepared: PreparedWrite[] = []
     for (const [i, w] of input.writes.entries()) {
@@ -139,7 +147,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.query(com.atproto.repo.getRecord.main, noAuth, async ({ deps, params }) => {
-    const did = resolveOwnAccount(deps.config, params.repo)
+    const did = await readableRepo(deps, params.repo)
     if (!did) throw new InvalidRequestError('Could not locate record')
     const uri = `at://${did}/${params.collection}/${params.rkey}`
     const record = await readRecord(deps.db, uri, params.cid)
@@ -148,7 +156,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.query(com.atproto.repo.listRecords.main, noAuth, async ({ deps, params }) => {
-    readableRepo(deps, params.repo)
+    if (!(await readableRepo(deps, params.repo))) throw new InvalidRequestError(`Could not find repo: ${params.repo}`)
     return listRecords(deps.db, {
       collection: params.collection,
       limit: params.limit ?? 50,
@@ -158,14 +166,17 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.query(com.atproto.repo.describeRepo.main, noAuth, async ({ deps, params }) => {
-    const did = resolveOwnAccount(deps.config, params.repo)
+    const did = await ownRepoDid(deps, params.repo)
     if (!did) throw new InvalidRequestError(`Could not find repo for DID: ${params.repo}`, 'RepoNotFound')
+    // As the reference: no owner exception here, an inactive repo is described to nobody.
+    const account = await deps.account()
+    assertRepoAvailable(account, null)
     // A did:plc document lives in the directory: show what the world sees (ours if it cannot be reached).
     const [didDoc, collections] = await Promise.all([
-      resolveDid(deps.config, deps.cache, did).catch(() => buildDidDocument(deps.config)),
+      resolveDid(deps.config, deps.cache, did, { ownHandle: account.handle }).catch(() => buildDidDocument(deps.config, account.handle)),
       listCollections(deps.db),
     ])
-    const handleIsCorrect = Array.isArray(didDoc.alsoKnownAs) && didDoc.alsoKnownAs.includes(`at://${deps.config.handle}`)
-    return { handle: deps.config.handle, did, didDoc, collections, handleIsCorrect }
+    const handleIsCorrect = Array.isArray(didDoc.alsoKnownAs) && didDoc.alsoKnownAs.includes(`at://${account.handle}`)
+    return { handle: account.handle, did, didDoc, collections, handleIsCorrect }
   })
 }

@@ -124,7 +124,8 @@ export class XrpcRouter {
 
   /** Runs a policy; the caller's DID goes into the request log. */
   private async authenticate<C>(c: Context<AppEnv>, policy: AuthPolicy<C>, nsid: string): Promise<C> {
-    const auth = await policy({ config: c.get('deps').config, authorization: c.req.header('authorization') ?? null, nsid })
+    const { config, cache } = c.get('deps')
+    const auth = await policy({ config, cache, authorization: c.req.header('authorization') ?? null, nsid })
     if (auth !== null && typeof auth === 'object' && 'did' in auth) c.set('authDid', String(auth.did))
     return auth
   }
@@ -210,18 +211,20 @@ const parseInput = async (payload: l.Payload, req: Request): Promise<unknown> =>
   } catch (err) {
     throw new InvalidRequestError(`Invalid JSON body: ${errorMessage(err)}`)
   }
+  // The lexicon first, so its refusals carry the reference's words; then the data model, strictly,
+  // for what a lexicon lets through (records and other open values).
   let value: unknown
   try {
-    value = jsonToLex(body as never, { strict: true })
-  } catch (err) {
-    throw new InvalidRequestError(`Invalid data model value: ${errorMessage(err)}`)
-  }
-  if (!payload.schema) return value
-  try {
-    return payload.schema.parse(value)
+    value = payload.schema ? payload.schema.parse(jsonToLex(body as never)) : jsonToLex(body as never)
   } catch (err) {
     throw new InvalidRequestError(errorMessage(err))
   }
+  try {
+    jsonToLex(body as never, { strict: true })
+  } catch (err) {
+    throw new InvalidRequestError(`Invalid data model value: ${errorMessage(err)}`)
+  }
+  return value
 }
 
 /** The deepest nesting of arrays and objects in a JSON text (strings skipped), without parsing it. */

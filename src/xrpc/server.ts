@@ -5,6 +5,7 @@
 import { verifyAppPassword } from '../auth/app-passwords'
 import { createSessionTokens, revokeSession, rotateSession } from '../auth/session'
 import { anyRefreshAuth, accessAuth, noAuth, refreshAuth } from '../auth/verifier'
+import { statusView } from '../account/status'
 import { type EmailState, getEmailState } from '../email/account-email'
 import { AuthRequiredError, InvalidRequestError, RateLimitExceededError } from '../errors'
 import type { Deps } from '../http/context'
@@ -20,17 +21,24 @@ const MAX_PASSWORD_LENGTH = 512
 /**
  * What createSession, getSession and refreshSession say about the account.
  * Clients read the PDS endpoint from `didDoc`; like the reference, a
- * document that cannot be resolved right now is left out, not an error.
+ * document that cannot be resolved right now is left out, not an error. A
+ * deactivated account (waiting to be migrated in, or on its way out) can
+ * still log in, and says so: `active: false, status: 'deactivated'`.
  */
-const accountView = async ({ config: cfg, cache, db }: Deps, knownEmail?: EmailState) => {
-  const [didDoc, email] = await Promise.all([resolveDid(cfg, cache, cfg.did).catch(() => undefined), knownEmail ?? getEmailState(db, cfg)])
+const accountView = async (deps: Deps, knownEmail?: EmailState) => {
+  const { config: cfg, cache, db } = deps
+  const account = await deps.account()
+  const [didDoc, email] = await Promise.all([
+    resolveDid(cfg, cache, cfg.did, { ownHandle: account.handle }).catch(() => undefined),
+    knownEmail ?? getEmailState(db, cfg),
+  ])
   return {
     did: cfg.did,
     ...(didDoc ? { didDoc } : {}),
-    handle: cfg.handle,
+    handle: account.handle,
     ...(email.address ? { email: email.address } : {}),
     emailConfirmed: email.confirmed,
-    active: true,
+    ...statusView(account),
   }
 }
 
@@ -60,7 +68,8 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     // An email identifier is compared with the current address (it may have been updated through the app).
     const emailState = identifier.includes('@') ? await getEmailState(deps.db, cfg) : undefined
     const email = emailState?.address ?? null
-    const isOwner = resolveOwnAccount(cfg, identifier) !== null || (email !== null && identifier.toLowerCase() === email.toLowerCase())
+    const isOwner =
+      resolveOwnAccount(cfg, (await deps.account()).handle, identifier) !== null || (email !== null && identifier.toLowerCase() === email.toLowerCase())
     // Not the owner's password: maybe one of the app passwords.
     const grant = passwordOk ? null : await verifyAppPassword(deps.db, cfg.did, password)
     if (!(passwordOk || grant) || !isOwner) throw new AuthRequiredError('Invalid identifier or password')

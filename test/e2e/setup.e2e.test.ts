@@ -272,7 +272,9 @@ describe('did:plc on a loopback PLC directory', () => {
     expect(state.plc.published).toBe(true)
     const data = (await (await fetch(`${plcUrl}/${state.did}/data`)).json()) as any
     const backup = json(dir, 'pds-keys-backup.json')
-    expect(data.rotationKeys).toEqual([backup.rotationKey.didKey, backup.signingKey.didKey])
+    // The owner's key first, then the PDS's own rotation key (in .dev.vars, pushed as PDS_PLC_ROTATION_KEY).
+    expect(data.rotationKeys).toEqual([backup.rotationKey.didKey, backup.pdsRotationKey.didKey])
+    expect(readFileSync(join(dir, '.dev.vars'), 'utf8')).toContain(`PDS_PLC_ROTATION_KEY="${backup.pdsRotationKey.privateKeyHex}"`)
     expect(data.verificationMethods).toEqual({ atproto: backup.signingKey.didKey })
     expect(data.alsoKnownAs).toEqual(['at://dave.example.org'])
     expect(data.services.atproto_pds).toEqual({ type: 'AtprotoPersonalDataServer', endpoint: 'https://pds.example.test' })

@@ -70,7 +70,7 @@ const appView = (body: unknown, opts: { status?: number; rev?: string | null; co
 }
 
 const call = (nsid: string, upstream: Response, params: Record<string, string> = {}): Promise<Response> =>
-  readAfterWrite(nsid, upstream, { db: openDb(workerEnv.DB), config, url: new URL(`http://localhost:8787/xrpc/${nsid}?${new URLSearchParams(params)}`) })
+  readAfterWrite(nsid, upstream, { db: openDb(workerEnv.DB), config, handle: config.handle, url: new URL(`http://localhost:8787/xrpc/${nsid}?${new URLSearchParams(params)}`) })
 
 /** A post by someone else, as the AppView shows it. */
 const bobPost = (rkey: string, indexedAt: string, record: Record<string, unknown> = {}) => ({
@@ -144,7 +144,7 @@ describe('when nothing applies', () => {
     // The AppView is caught up: only the root is read.
     let upstream = appView(feed)
     const db = openDb(workerEnv.DB)
-    expect(await readAfterWrite('app.bsky.feed.getTimeline', upstream, { db, config, url: new URL('http://x/') })).toBe(upstream)
+    expect(await readAfterWrite('app.bsky.feed.getTimeline', upstream, { db, config, handle: config.handle, url: new URL('http://x/') })).toBe(upstream)
     expect(db.stats.queries).toBe(1)
 
     await write(POST, { text: 'new', createdAt: new Date().toISOString() })

@@ -113,8 +113,8 @@ describe('service tokens', () => {
     const lxm = 'com.atproto.repo.uploadBlob'
     const mint = (over: Partial<{ aud: string; lxm: string | null; exp: number; iss: string }>, key = cfg.signingKey) =>
       createServiceJwt(key, { iss: over.iss ?? cfg.did, aud: over.aud ?? cfg.serviceDid, lxm: over.lxm === undefined ? lxm : over.lxm, exp: over.exp })
-    expect(await verifyServiceJwt(cfg, await mint({}), lxm)).toEqual({ iss: cfg.did })
-    const name = async (token: Promise<string>) => (await failure(verifyServiceJwt(cfg, await token, lxm)))?.error
+    expect(await verifyServiceJwt(cfg, await mint({}), lxm, async () => cfg.signingKey.did())).toEqual({ iss: cfg.did })
+    const name = async (token: Promise<string>) => (await failure(verifyServiceJwt(cfg, await token, lxm, async () => cfg.signingKey.did())))?.error
     expect(await name(mint({ aud: 'did:web:elsewhere.example' }))).toBe('BadJwtAudience')
     expect(await name(mint({ lxm: 'com.atproto.repo.createRecord' }))).toBe('BadJwtLexiconMethod')
     expect(await name(mint({ lxm: null }))).toBe('BadJwtLexiconMethod')

@@ -11,7 +11,6 @@ import { readCarWithRoot } from '@atproto/repo'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { getRoot } from '../../src/db/repo'
 import { readEventsAfter } from '../../src/db/seq'
-import { getState, STATE_ANNOUNCED_HANDLE } from '../../src/db/state'
 import { commitWrites, createGenesis, type RepoContext } from '../../src/repo/commit'
 import { BadCommitSwapError, BadRecordSwapError, InvalidRecordError } from '../../src/repo/errors'
 import { prepareCreate, prepareDelete, prepareUpdate } from '../../src/repo/prepare'
@@ -72,7 +71,6 @@ describe('genesis', () => {
     expect(events[2].body).toMatchObject({ repo: ctx.did, rev: root.rev, since: null, ops: [] })
     expect((events[2].body.commit as Cid).toString()).toBe(root.cid)
     expect(events[2].body.prevData).toBeUndefined()
-    expect(await getState(ctx.db, STATE_ANNOUNCED_HANDLE)).toBe(ctx.handle)
     const counts = await rowCounts()
     expect(counts.commit_chain).toBe(1)
     expect(counts.record).toBe(0)

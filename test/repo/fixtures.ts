@@ -29,6 +29,10 @@ export const TABLES = [
   'repo_seq_chunk',
   'pds_state',
   'refresh_token',
+  'account',
+  'import_block',
+  'import_node',
+  'import_record',
 ] as const
 export type Table = (typeof TABLES)[number]
 

@@ -25,6 +25,8 @@ import type { Viewer } from './views'
 export interface ReadAfterWriteContext {
   db: Db
   config: Config
+  /** The account's current handle (a thread URI may name it; local views show it). */
+  handle: string
   /** The original request URL (params) */
   url: URL
 }
@@ -89,7 +91,7 @@ const patchResponse = async (nsid: string, munge: Munge, upstream: Response, ctx
  * thread built locally.
  */
 const answerNotFound = async (upstream: Response, ctx: ReadAfterWriteContext, rev: string): Promise<Response> => {
-  const uri = ownerPostUri(ctx.url.searchParams.get('uri'), ctx.config)
+  const uri = ownerPostUri(ctx.url.searchParams.get('uri'), ctx)
   if (!uri) return upstream
   const state = await loadLocal(ctx, rev, GET_POST_THREAD)
   if (!state || !state.local.posts.some((p) => p.uri === uri)) return upstream
@@ -106,7 +108,7 @@ const answerNotFound = async (upstream: Response, ctx: ReadAfterWriteContext, re
 }
 
 /** The requested URI with the owner's handle resolved to the DID, if it names a record of the owner. */
-const ownerPostUri = (param: string | null, config: Config): string | null => {
+const ownerPostUri = (param: string | null, { config, handle }: ReadAfterWriteContext): string | null => {
   if (!param) return null
   let uri: AtUri
   try {
@@ -115,13 +117,13 @@ const ownerPostUri = (param: string | null, config: Config): string | null => {
     return null
   }
   // Our only account: the reference resolves a handle through its account table.
-  if (uri.hostname.toLowerCase() === config.handle) uri.hostname = config.did
+  if (uri.hostname.toLowerCase() === handle) uri.hostname = config.did
   return uri.hostname === config.did ? uri.toString() : null
 }
 
 const loadLocal = async (ctx: ReadAfterWriteContext, rev: string, nsid: string): Promise<LocalState | null> => {
   try {
-    return await loadLocalRecords(ctx.db, ctx.config, rev)
+    return await loadLocalRecords(ctx.db, ctx.config, ctx.handle, rev)
   } catch (err) {
     // The body is still unread: the AppView's answer is better than an error.
     logFailure(nsid, err)

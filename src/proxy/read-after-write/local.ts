@@ -28,8 +28,8 @@ const noLocal = (): LocalRecords => ({ count: 0, profile: null, posts: [] })
  * Records newer than `rev`, and what local views need. Reads only the root
  * when the repo is not ahead of the AppView, the common case.
  */
-export const loadLocalRecords = async (db: Db, config: Config, rev: string): Promise<LocalState> => {
-  const viewer: Viewer = { did: config.did, handle: config.handle, serviceUrl: config.serviceUrl, profile: null }
+export const loadLocalRecords = async (db: Db, config: Config, handle: string, rev: string): Promise<LocalState> => {
+  const viewer: Viewer = { did: config.did, handle, serviceUrl: config.serviceUrl, profile: null }
   const root = await getRoot(db)
   if (!root || root.rev <= rev) return { local: noLocal(), viewer }
 

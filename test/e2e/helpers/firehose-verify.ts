@@ -238,6 +238,24 @@ export const verifyCommitBody = async (rawBody: Record<string, unknown>, opts: V
   return result
 }
 
+/** Checks a `#sync` body (sync v1.1): a CAR whose root is a commit of this repo, at this rev, signed by its key. */
+export const verifySyncBody = async (body: Record<string, unknown>, opts: { didKey: string; repo: string }): Promise<string[]> => {
+  const problems: string[] = []
+  if (body.did !== opts.repo) problems.push(`#sync did ${body.did}, expected ${opts.repo}`)
+  if (typeof body.rev !== 'string' || body.rev.length !== 13) problems.push(`#sync rev is not a TID: ${body.rev}`)
+  if (!(body.blocks instanceof Uint8Array)) return [...problems, '#sync blocks is not bytes']
+  try {
+    const car = await readCarWithRoot(body.blocks)
+    const commit = decode(car.blocks.get(car.root) ?? new Uint8Array()) as Record<string, unknown>
+    if (commit.did !== opts.repo) problems.push(`#sync commit did ${commit.did}`)
+    if (commit.rev !== body.rev) problems.push(`#sync commit rev ${commit.rev} is not the event's rev ${body.rev}`)
+    if (!(await verifyCommitSig(commit as never, opts.didKey))) problems.push(`#sync commit signature does not verify against ${opts.didKey}`)
+  } catch (err) {
+    problems.push(`#sync blocks do not hold a readable commit: ${errorText(err)}`)
+  }
+  return problems
+}
+
 /** Shape checks of `#identity` and `#account` bodies (they carry no repo data to verify). */
 const checkAccountOrIdentity = (type: string, body: Record<string, unknown>, repo: string): string[] => {
   const problems: string[] = []
@@ -265,6 +283,7 @@ export class StreamChecker {
   lastRev: string | null | undefined
   count = 0
   commits = 0
+  syncs = 0
 
   constructor(
     private readonly opts: { didKey: string; repo: string; contiguous?: boolean },
@@ -293,6 +312,13 @@ export class StreamChecker {
     else this.problems.push(`${tag}: ${frame.header.t} frame without an integer seq`)
     if (frame.header.t === '#identity' || frame.header.t === '#account') {
       for (const p of checkAccountOrIdentity(frame.header.t, frame.body, this.opts.repo)) this.problems.push(`${tag}: ${p}`)
+      return null
+    }
+    if (frame.header.t === '#sync') {
+      // A relay resets the repo to this commit: it must be signed by the DID's key; later commits chain from its rev.
+      for (const p of await verifySyncBody(frame.body, this.opts)) this.problems.push(`${tag}: ${p}`)
+      this.lastRev = String(frame.body.rev)
+      this.syncs++
       return null
     }
     if (!isCommitFrame(frame)) {

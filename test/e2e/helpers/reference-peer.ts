@@ -32,12 +32,16 @@ export interface ReferencePds {
   email: string
   accessJwt: string
   refreshJwt: string
+  /** Where it keeps its SQLite databases (account.sqlite holds the email tokens). */
+  dataDir: string
   stop(): Promise<void>
 }
 
 export interface ReferenceOptions {
   handle: string
   password: string
+  /** A PLC directory to use instead of a new in-memory one (a second PDS on the same directory). */
+  plcUrl?: string
   /** Extra @atproto/pds ServerEnvironment fields (bskyAppViewUrl, modServiceDid, ...). */
   env?: Record<string, string>
 }
