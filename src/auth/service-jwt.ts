@@ -66,11 +66,13 @@ export const verifyServiceJwt = async (cfg: Config, token: string, lxm: string, 
   const parts = token.split('.')
   const header = decodePart(parts[0])
   const payload = decodePart(parts[1])
-  if (parts.length !== 3 || typeof header?.alg !== 'string' || !payload || typeof payload.exp !== 'number' || typeof payload.iss !== 'string' || typeof payload.aud !== 'string') {
-    throw new AuthRequiredError('poorly formatted jwt', 'BadJwt')
-  }
+  if (parts.length !== 3 || typeof header?.alg !== 'string') throw new AuthRequiredError('poorly formatted jwt', 'BadJwt')
+  // A session token is told apart by its type before its claims are looked at (xrpc-server's order).
   if (header.typ === 'at+jwt' || header.typ === 'refresh+jwt' || header.typ === 'dpop+jwt') {
     throw new AuthRequiredError(`Invalid jwt type "${header.typ}"`, 'BadJwtType')
+  }
+  if (!payload || typeof payload.exp !== 'number' || typeof payload.iss !== 'string' || typeof payload.aud !== 'string') {
+    throw new AuthRequiredError('poorly formatted jwt', 'BadJwt')
   }
   if (Date.now() / 1000 > payload.exp) throw new AuthRequiredError('jwt expired', 'JwtExpired')
   if (payload.lxm !== lxm) {
