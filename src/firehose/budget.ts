@@ -16,14 +16,14 @@ export interface SendBudget {
 }
 
 /**
- * Five stalled subscribers make the runtime hold at most 5 × 4 MiB of frames
- * (measured on wrangler dev: ~58 MiB of growth in all, with what reading and
- * framing a replay costs). A relay replaying a log (or live on a busy PDS)
- * gets 4 MiB between proofs, and waits at most 45 s for one before it is told
+ * Five stalled subscribers make the runtime hold at most 5 × 2 MiB of frames
+ * (the e2e figures, with what reading and framing a replay costs, are in
+ * hub.ts). A relay replaying a log (or live on a busy PDS)
+ * gets 2 MiB between proofs, and waits at most 45 s for one before it is told
  * it is too slow.
  */
 export const DEFAULT_SEND_BUDGET: SendBudget = {
-  maxUnconfirmedBytes: 4 * 1024 * 1024,
+  maxUnconfirmedBytes: 2 * 1024 * 1024,
   holdCheckMs: 12_000,
   maxHoldMs: 45_000,
 }

@@ -31,9 +31,9 @@
  *   proof; the constructor, which only runs when the object was rebuilt,
  *   resets every socket's count to 0;
  * - a frame goes out only while the count stays within the budget
- *   (budget.ts: 4 MiB); otherwise the socket is *held*: nothing more is sent
+ *   (budget.ts: 2 MiB); otherwise the socket is *held*: nothing more is sent
  *   to it, not even live events, and it stays where it is in the log, so the
- *   hub holds nothing for it but the ≤ 4 MiB already queued in the runtime;
+ *   hub holds nothing for it but the ≤ 2 MiB already queued in the runtime;
  * - an alarm looks at held sockets: after a rebuild (proof for all of them)
  *   they replay from their `lastSeq` and go live again, without gap or
  *   duplicate; one held for 45 s without proof is cut off with
@@ -45,14 +45,17 @@
  *
  * What a subscriber can make the hub hold is thus its budget, plus one page
  * for all of them, whatever the log's size or how long it stalls (measured:
- * five stalled subscribers with cursor=0 grow wrangler dev by ~58 MiB on a
- * 20 MB and on a 40 MB log, against 1.2 and 2.4 GiB before). The price: with
- * no delivery signal the hub cannot tell a fast relay from a stalled one, so
- * a relay sent more than the budget before the object next hibernates (a
- * large replay; a live stream while another subscriber is stalled and keeps
- * the object awake) pauses until that happens (a lone relay replays 40 MB in
- * ~2 min, 4 MiB per ~12 s), and is cut off (it reconnects from its cursor and
- * loses nothing) if that does not happen within 45 s.
+ * five stalled subscribers with cursor=0 grow wrangler dev's workerd by
+ * ~55-60 MiB, most of it local D1's JSON and the live writes, on a 20 MB and
+ * on a 40 MB log alike, against 1.2 and 2.4 GiB before). The price: with no
+ * delivery signal the hub cannot tell a fast relay from a stalled one, so a
+ * relay sent more than the budget before the object next hibernates (a large
+ * replay; a live stream while another subscriber is stalled and keeps the
+ * object awake) pauses until that happens, ~12 s per budget (a lone relay
+ * replayed 41 MB in 122 s with a 4 MiB budget, never cut off; ~4 min with
+ * 2 MiB), and is cut off (it
+ * reconnects from its cursor and loses nothing) if that does not happen
+ * within 45 s.
  */
 import { DurableObject } from 'cloudflare:workers'
 import { openDb, type Db } from '../db/client'

@@ -21,8 +21,8 @@ describe('fitsBudget', () => {
     expect(fitsBudget(1, 5000, budget)).toBe(false)
   })
 
-  it('five stalled subscribers cannot make the runtime queue more than 20 MiB of frames', () => {
-    expect(5 * DEFAULT_SEND_BUDGET.maxUnconfirmedBytes).toBeLessThanOrEqual(20 * 1024 * 1024)
+  it('five stalled subscribers cannot make the runtime queue more than 10 MiB of frames', () => {
+    expect(5 * DEFAULT_SEND_BUDGET.maxUnconfirmedBytes).toBeLessThanOrEqual(10 * 1024 * 1024)
   })
 })
 

@@ -1,7 +1,8 @@
 /**
  * Resident memory of a `wrangler dev` server as the kernel counts it: the
  * wrangler (Node) process listening for a port plus every process below it
- * (workerd, esbuild), each one's `VmRSS` from /proc/<pid>/status. Linux only,
+ * (workerd, esbuild), each one's `VmRSS` from /proc/<pid>/status; or only its
+ * workerd processes, the runtime itself. Linux only,
  * which is what the e2e suites run on. Used to check that what the server
  * holds for its clients stays bounded, whichever process holds it.
  */
@@ -62,7 +63,21 @@ export const rssOf = (pid: number): number => {
   return kb ? Number(kb) * 1024 : 0
 }
 
+/** The program a process runs (its executable's base name and, for node, the script's). */
+export const processName = (pid: number): string => {
+  const args = (read(`/proc/${pid}/cmdline`) ?? '').split('\0').filter(Boolean)
+  const base = (path: string | undefined): string => path?.split('/').pop() ?? '?'
+  const script = args.slice(1).find((a) => a.endsWith('.js') || a.endsWith('.mjs'))
+  return base(args[0]) === 'node' && script ? `node ${base(script)}` : base(args[0])
+}
+
 /** Summed VmRSS of the tree under `root`, in bytes. */
 export const treeRss = (root: number): number => processTree(root).reduce((sum, pid) => sum + rssOf(pid), 0)
+
+/** Summed VmRSS of the workerd processes under `root` (the runtime, without wrangler's Node CLI or esbuild), in bytes. */
+export const runtimeRss = (root: number): number =>
+  processTree(root)
+    .filter((pid) => processName(pid) === 'workerd')
+    .reduce((sum, pid) => sum + rssOf(pid), 0)
 
 export const toMiB = (bytes: number): number => Math.round((bytes / MiB) * 10) / 10
