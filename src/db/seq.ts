@@ -57,6 +57,39 @@ export const readEventsAfter = async (db: Db, seq: number, limit: number): Promi
   })
 }
 
+/** A page of the log: the events read, and whether they reach the end of the log as of the read. */
+export interface EventPage {
+  rows: SeqEventRow[]
+  /** True when nothing after the last row existed at the time of the read. */
+  complete: boolean
+}
+
+/**
+ * Events after `seq`, at most `limit` of them and, past the first, at most
+ * `maxBytes` of bodies: a page of big commits (up to ~2 MB each) stays small
+ * in memory whatever the log holds. Sizes are read first (no bodies), then
+ * only the rows that fit.
+ */
+export const readEventPageAfter = async (db: Db, seq: number, limit: number, maxBytes: number): Promise<EventPage> => {
+  const sizes = await db.orm
+    .select({
+      seq: repoSeq.seq,
+      // Spelled out: drizzle writes columns unqualified in a one-table select, which inside the
+      // subquery would compare repo_seq_chunk.seq with itself.
+      bytes: sql<number>`length(${repoSeq.event}) + coalesce((SELECT sum(length(c.data)) FROM repo_seq_chunk c WHERE c.seq = repo_seq.seq), 0)`.mapWith(Number),
+    })
+    .from(repoSeq)
+    .where(gt(repoSeq.seq, seq))
+    .orderBy(asc(repoSeq.seq))
+    .limit(limit)
+  let count = 0
+  let total = 0
+  while (count < sizes.length && (count === 0 || total + sizes[count].bytes <= maxBytes)) total += sizes[count++].bytes
+  if (count === 0) return { rows: [], complete: true }
+  const rows = await readEventsAfter(db, seq, count)
+  return { rows, complete: count === sizes.length && sizes.length < limit }
+}
+
 /** The first and last seq in the log (null when empty). */
 export const getSeqBounds = async (db: Db): Promise<{ first: number | null; last: number | null }> => {
   const [row] = await db.orm.select({ first: min(repoSeq.seq), last: max(repoSeq.seq) }).from(repoSeq)

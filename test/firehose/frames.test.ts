@@ -4,7 +4,7 @@
  * DAG-CBOR body (atproto "Event Stream" spec), decoded here with
  * @atproto/lex-cbor's decodeAll exactly as a relay would split it.
  */
-import { decodeAll, encode } from '@atproto/lex-cbor'
+import { decode, decodeAll, encode } from '@atproto/lex-cbor'
 import { cidForCbor, type Cid } from '@atproto/lex-data'
 import { BlockMap, readCarWithRoot } from '@atproto/repo'
 import { describe, expect, it } from 'vitest'
@@ -97,5 +97,42 @@ describe('event bodies', () => {
     expect(identity).toEqual({ did: 'did:web:a.test', time: 't', seq: 1 })
     const [, account] = parts(eventFrame('account', 2, encodeAccountEvent({ did: 'did:web:a.test', active: false, status: 'deactivated', time: 't' })))
     expect(account).toEqual({ did: 'did:web:a.test', time: 't', active: false, status: 'deactivated', seq: 2 })
+  })
+})
+
+describe('eventFrame splices seq into the stored bytes', () => {
+  /** What a frame is by definition: header, then the decoded body with seq, encoded again. */
+  const reencoded = (type: string, seq: number, stored: Uint8Array): Uint8Array =>
+    messageFrame(type, { ...(decode(stored) as Record<string, unknown>), seq })
+
+  const bodies = async (): Promise<[string, Uint8Array][]> => {
+    const blocks = new BlockMap()
+    const commit = await blocks.add({ did: 'did:web:example.com', version: 3 })
+    // A body over 65535 bytes (4-byte length heads) with a 200 kB byte string inside.
+    const big = await blocks.add({ $type: 'com.example.thing', filler: new Uint8Array(200_000).fill(7) })
+    const ops = Array.from({ length: 30 }, (_, i) => ({ action: 'create' as const, path: `com.example.thing/${i}`, cid: big }))
+    const input = { did: 'did:web:example.com', commit, rev: '3kabcdefghij2', blocks, time: '2026-11-23T00:00:00.000Z' }
+    return [
+      ['commit', await encodeCommitEvent({ ...input, since: '3kabcdefghii2', prevData: commit, ops })],
+      ['commit', await encodeCommitEvent({ ...input, since: null, prevData: null, ops: [] })],
+      ['identity', encodeIdentityEvent({ did: 'did:web:a.test', handle: 'a.test', time: 't' })],
+      ['account', encodeAccountEvent({ did: 'did:web:a.test', active: false, status: 'deactivated', time: 't' })],
+      // Keys sorting before and after "seq", and the map-size head growing from one byte to two.
+      ['info', encode({ a: 1, sa: 2, sez: 3, seq0: 4, x: Array.from({ length: 22 }, (_, i) => i), ...Object.fromEntries(Array.from({ length: 18 }, (_, i) => [`k${i}`, i])) } as never)],
+      ['info', encode({} as never)],
+    ]
+  }
+
+  it('byte for byte what re-encoding gives, for every seq size', async () => {
+    for (const [type, stored] of await bodies()) {
+      for (const seq of [0, 1, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER]) {
+        expect(Buffer.from(eventFrame(type, seq, stored)).equals(Buffer.from(reencoded(type, seq, stored)))).toBe(true)
+      }
+    }
+  })
+
+  it('falls back to decoding for a body it does not splice (one that already has a seq)', () => {
+    const withSeq = encode({ did: 'x', seq: 5 } as never)
+    expect(parts(eventFrame('identity', 6, withSeq))[1]).toEqual({ did: 'x', seq: 6 })
   })
 })
