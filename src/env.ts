@@ -33,6 +33,11 @@ export interface Secrets {
   PDS_EMAIL_FROM?: string
   /** Optional `[[send_email]]` binding: without it the email methods answer 400. */
   EMAIL?: SendEmail
+  /**
+   * Development and tests only: an http loopback origin that stands in for the
+   * internet for the OAuth server's outbound fetches (see `devLoopbackOrigin`).
+   */
+  PDS_DEV_LOOPBACK_ORIGIN?: string
 }
 
 export type WorkerEnv = Env & Secrets
@@ -65,6 +70,14 @@ export interface Config {
   modService: ServiceConfig | null
   /** PLC directory used to resolve did:plc documents (PLC_URL). */
   plcUrl: string
+  /**
+   * PDS_DEV_LOOPBACK_ORIGIN, for local development and tests only (refused
+   * unless the PDS itself runs on localhost): the OAuth server's outbound
+   * fetches (client metadata, jwks_uri, permission-set lexicons) and their
+   * DNS-over-HTTPS lookups go to this http loopback origin instead of the
+   * internet, after the same checks production applies. Null in production.
+   */
+  devLoopbackOrigin: string | null
 }
 
 /** A service we forward requests to: its base URL and the DID its tokens are addressed to. */
@@ -137,6 +150,23 @@ const parseService = (env: WorkerEnv, urlName: keyof WorkerEnv & string, didName
   return { url, did }
 }
 
+/** The dev-only loopback origin: an http://localhost or 127.0.0.1 origin, and only for a PDS on localhost. */
+const parseDevLoopbackOrigin = (value: string | undefined, pdsIsLocal: boolean): string | null => {
+  if (value === undefined || value.trim() === '') return null
+  if (!pdsIsLocal) throw new ConfigError('PDS_DEV_LOOPBACK_ORIGIN is for local development only (PDS_HOSTNAME must be localhost or 127.0.0.1)')
+  const url = (() => {
+    try {
+      return new URL(value.trim())
+    } catch {
+      return null
+    }
+  })()
+  if (!url || url.protocol !== 'http:' || !/^(localhost|127\.0\.0\.1)$/.test(url.hostname) || url.pathname !== '/' || url.search) {
+    throw new ConfigError(`PDS_DEV_LOOPBACK_ORIGIN must be an http://127.0.0.1:<port> origin, got "${value}"`)
+  }
+  return url.origin
+}
+
 const buildConfig = async (env: WorkerEnv): Promise<Config> => {
   const hostname = required(env, 'PDS_HOSTNAME').toLowerCase()
   if (!/^[a-z0-9.-]+(:\d{1,5})?$/.test(hostname)) {
@@ -177,6 +207,8 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     throw new ConfigError('PDS_SIGNING_KEY is not a valid secp256k1 private key')
   }
 
+  const devLoopbackOrigin = parseDevLoopbackOrigin(env.PDS_DEV_LOOPBACK_ORIGIN, isLocal)
+
   return {
     hostname,
     serviceUrl,
@@ -193,6 +225,7 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     appView: parseService(env, 'BSKY_APPVIEW_URL', 'BSKY_APPVIEW_DID', DEFAULT_APPVIEW),
     modService: parseService(env, 'MOD_SERVICE_URL', 'MOD_SERVICE_DID', DEFAULT_MOD_SERVICE),
     plcUrl: parseUrl('PLC_URL', env.PLC_URL?.trim() || 'https://plc.directory'),
+    devLoopbackOrigin,
     relayHosts: (env.RELAY_HOSTS ?? '')
       .split(',')
       .map((h) => h.trim())
