@@ -1,0 +1,118 @@
+/**
+ * OAuth from the client's side for the e2e suites: `@atproto/oauth-client-node`
+ * (the library atproto apps use) configured as a loopback development client
+ * or a confidential web client, and headless Chromium (Debian's, through
+ * playwright-core) clicking through our sign-in and consent pages. The
+ * app's redirect target is intercepted in the browser, so no callback server
+ * is needed.
+ */
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { NodeOAuthClient, type NodeSavedSession, type NodeSavedState, type OAuthSession, requestLocalLock } from '@atproto/oauth-client-node'
+import type { PdsProcess } from '../harness'
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+]
+
+export const launchChromium = (): Promise<Browser> => chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS })
+
+/** An in-memory store, as the client library wants them. */
+const memoryStore = <V>() => {
+  const map = new Map<string, V>()
+  return {
+    map,
+    set: async (key: string, value: V) => void map.set(key, value),
+    get: async (key: string) => map.get(key),
+    del: async (key: string) => void map.delete(key),
+  }
+}
+
+export interface TestClient {
+  client: NodeOAuthClient
+  redirectUri: string
+  sessions: ReturnType<typeof memoryStore<NodeSavedSession>>
+}
+
+/** A loopback development client (`http://localhost?redirect_uri=...&scope=...`), as the spec defines it. */
+export const loopbackClient = (pds: PdsProcess, opts: { scope: string; callbackPort: number }): TestClient => {
+  const redirectUri = `http://127.0.0.1:${opts.callbackPort}/callback`
+  const clientId = `http://localhost?${new URLSearchParams({ redirect_uri: redirectUri, scope: opts.scope })}`
+  const sessions = memoryStore<NodeSavedSession>()
+  const client = new NodeOAuthClient({
+    clientMetadata: {
+      client_id: clientId,
+      redirect_uris: [redirectUri],
+      scope: opts.scope,
+      response_types: ['code'],
+      grant_types: ['authorization_code', 'refresh_token'],
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      dpop_bound_access_tokens: true,
+    },
+    allowHttp: true,
+    handleResolver: pds.publicUrl,
+    requestLock: requestLocalLock,
+    stateStore: memoryStore<NodeSavedState>(),
+    sessionStore: sessions,
+  })
+  return { client, redirectUri, sessions }
+}
+
+export interface BrowserStep {
+  /** Called with the page on each screen (for screenshots). */
+  onPage?: (name: 'sign-in' | 'consent', page: Page) => Promise<void>
+  password: string
+  decision?: 'approve' | 'deny'
+}
+
+/**
+ * Opens the authorization URL in `page`, signs in if asked, then approves or
+ * denies; returns the URL the browser was sent back to (intercepted).
+ */
+export const clickThrough = async (page: Page, authorizeUrl: string, redirectUri: string, step: BrowserStep): Promise<URL> => {
+  const target = new URL(redirectUri)
+  let callback: URL | null = null
+  await page.route(`${target.origin}/**`, async (route) => {
+    callback = new URL(route.request().url())
+    await route.fulfill({ status: 200, contentType: 'text/plain', body: 'back in the app' })
+  })
+  const res = await page.goto(authorizeUrl)
+  if (res?.status() !== 200) throw new Error(`authorization page answered ${res?.status()}: ${await res?.text()}`)
+  if (await page.locator('#password').count()) {
+    await step.onPage?.('sign-in', page)
+    await page.fill('#password', step.password)
+    await page.click('button[data-action="sign-in"]')
+    await page.waitForSelector('button[data-action="approve"]')
+  }
+  await step.onPage?.('consent', page)
+  await page.click(`button[data-action="${step.decision ?? 'approve'}"]`)
+  for (let i = 0; i < 100 && !callback; i++) await page.waitForTimeout(50)
+  if (!callback) throw new Error(`the browser was not sent back to ${redirectUri}; it shows ${page.url()}: ${await page.content()}`)
+  return callback
+}
+
+/** The full sign-in: authorize, click through in the browser, exchange the code. */
+export const signIn = async (
+  test: TestClient,
+  browser: Browser,
+  handle: string,
+  step: BrowserStep & { scope?: string },
+): Promise<{ session: OAuthSession; callback: URL }> => {
+  const url = await test.client.authorize(handle, step.scope ? { scope: step.scope } : {})
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  try {
+    const callback = await clickThrough(page, url.href, test.redirectUri, step)
+    const { session } = await test.client.callback(callback.searchParams)
+    return { session, callback }
+  } finally {
+    await context.close()
+  }
+}
