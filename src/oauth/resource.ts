@@ -21,7 +21,7 @@ export interface DpopAuthorization {
 
 /** Verifies a DPoP-bound access token and its proof; OAuth errors (401) otherwise. */
 export const authenticateDpopRequest = async (
-  ctx: OAuthContext,
+  ctx: Pick<OAuthContext, 'config' | 'db' | 'nonces' | 'now'>,
   req: { token: string; proof: string | null; method: string; url: string },
 ): Promise<DpopAuthorization> => {
   if (!ACCESS_TOKEN.test(req.token)) throw invalidToken('Invalid token')

@@ -46,9 +46,17 @@ const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.
 
 /** Writes the prepared records as one commit, once the credential may make each of them. */
 const commitAllowed = (deps: Deps, auth: AccessCredentials, writes: WriteRequest[], opts: Parameters<typeof commitWrites>[2]) => {
+  // A put may create or replace, so it needs both (as the reference asks of OAuth sessions).
   assertMayWriteRecords(
     auth,
-    writes.map((w) => ({ collection: w.collection, action: w.action === 'put' ? 'update' : w.action })),
+    writes.flatMap((w) =>
+      w.action === 'put'
+        ? [
+            { collection: w.collection, action: 'create' as const },
+            { collection: w.collection, action: 'update' as const },
+          ]
+        : [{ collection: w.collection, action: w.action }],
+    ),
   )
   return commitWrites(deps.repo, writes, opts)
 }
