@@ -22,7 +22,7 @@ import {
   loadPendingAuthorization,
   type PendingAuthorization,
 } from '../oauth/authorize'
-import { checkOwnerPassword, createDevice, findDevice, signOutDevice } from '../oauth/devices'
+import { findDevice, signOutDevice } from '../oauth/devices'
 import { describeScope } from '../oauth/scope-descriptions'
 import { resolveIncludes } from '../oauth/scopes'
 import { OAuthError } from '../oauth/errors'
@@ -31,7 +31,8 @@ import { renderConsent } from '../pages/consent'
 import { renderErrorPage } from '../pages/error'
 import { renderSignIn } from '../pages/sign-in'
 import type { AppEnv } from './context'
-import { clearDeviceCookie, csrfToken, formIsGenuine, formTargetOf, pageHeaders, readDeviceCookie, setDeviceCookie } from './page-security'
+import { formFields, signInBrowser } from './browser-sign-in'
+import { clearDeviceCookie, csrfToken, formIsGenuine, formTargetOf, pageHeaders, readDeviceCookie } from './page-security'
 
 const PATH = '/oauth/authorize'
 
@@ -117,35 +118,21 @@ export const mountAuthorizePages = (app: Hono<AppEnv>): void => {
   })
 
   app.post(PATH, async (c) => {
-    const deps = c.get('deps')
-    const ctx = await oauthContext(deps)
-    const form = await c.req.parseBody()
-    const field = (name: string): string | undefined => (typeof form[name] === 'string' ? (form[name] as string) : undefined)
-    if (!(await formIsGenuine(c, field('csrf')))) {
+    const ctx = await oauthContext(c.get('deps'))
+    const form = await formFields(c)
+    if (!(await formIsGenuine(c, form.csrf))) {
       return errorPage(c, new AuthorizationPageError('Form expired', 'This form could not be verified (it may be too old, or come from another site). Go back to the app and try again.'), 403)
     }
-    const pending = await loadOrPage(c, ctx, { client_id: field('client_id'), request_uri: field('request_uri') })
+    const pending = await loadOrPage(c, ctx, { client_id: form.client_id, request_uri: form.request_uri })
     if (pending instanceof Response) return pending
-    let device = await findDevice(ctx, readDeviceCookie(c))
+    const device = await findDevice(ctx, readDeviceCookie(c))
     try {
-      switch (field('action')) {
+      switch (form.action) {
         case 'sign-in': {
-          const ip = c.req.header('cf-connecting-ip') ?? 'local'
-          const result = await checkOwnerPassword(ctx, {
-            password: field('password') ?? '',
-            ip,
-            limit: async (key) => (await deps.loginLimiter.limit({ key })).success,
-          })
-          if (!result.ok) {
-            return result.reason === 'rate-limited'
-              ? signInPage(c, pending, 'Too many attempts. Wait a minute, then try again.', 429)
-              : signInPage(c, pending, 'Wrong password.', 401)
-          }
-          const remember = field('remember') === '1'
-          const created = await createDevice(ctx, { remember, userAgent: c.req.header('user-agent') ?? null })
-          setDeviceCookie(c, created.secret, remember ? Math.floor((created.expiresAt - ctx.now) / 1000) : null)
-          await bindToDevice(ctx, pending, created.id)
-          return consentPage(c, ctx, { ...pending, deviceId: created.id })
+          const signedIn = await signInBrowser(c, ctx, form)
+          if (!signedIn.ok) return signInPage(c, pending, signedIn.message, signedIn.status)
+          await bindToDevice(ctx, pending, signedIn.device.id)
+          return consentPage(c, ctx, { ...pending, deviceId: signedIn.device.id })
         }
         case 'approve':
           if (!device) return signInPage(c, pending, 'Sign in to approve.')
@@ -154,7 +141,6 @@ export const mountAuthorizePages = (app: Hono<AppEnv>): void => {
           return backToApp(c, await denyAuthorization(ctx, pending, device?.id ?? ''))
         case 'sign-out':
           if (device) await signOutDevice(ctx, device.id)
-          device = null
           clearDeviceCookie(c)
           return signInPage(c, pending)
         default:

@@ -1,7 +1,7 @@
 /**
  * Every route outside the XRPC router, in one place: the health check,
  * robots.txt, the well-known identity documents, the OAuth authorization
- * server (its endpoints and pages), the status page and the firehose
+ * server (its endpoints and pages), the owner's account page, the status page and the firehose
  * WebSocket (subscriptions are not request/response XRPC calls).
  */
 import type { Context, Hono } from 'hono'
@@ -10,6 +10,7 @@ import { LAST_CRAWL_REQUEST_KEY } from '../firehose/crawl'
 import { gatherStatus, type StatusReport } from '../status/data'
 import { renderStatusPage } from '../status/page'
 import { VERSION } from '../version'
+import { mountAccountPage } from './account'
 import { mountAuthorizePages } from './authorize'
 import type { AppEnv } from './context'
 import { mountOAuthEndpoints } from './oauth'
@@ -43,6 +44,7 @@ export const mountHttpRoutes = (app: Hono<AppEnv>): void => {
   mountWellKnown(app)
   mountOAuthEndpoints(app)
   mountAuthorizePages(app)
+  mountAccountPage(app)
 
   /**
    * com.atproto.sync.subscribeRepos: the WebSocket is handed to the FirehoseHub

@@ -39,7 +39,7 @@ input:focus-visible,button:focus-visible,a:focus-visible{outline:3px solid color
 .check input{width:18px;height:18px;margin:0}
 .actions{display:flex;gap:10px;margin-top:20px;flex-wrap:wrap}
 .actions form{display:contents}
-button{font:inherit;font-weight:600;border-radius:10px;padding:11px 18px;border:1px solid var(--line);background:var(--card);color:var(--fg);cursor:pointer;min-height:44px}
+button{white-space:nowrap;font:inherit;font-weight:600;border-radius:10px;padding:11px 18px;border:1px solid var(--line);background:var(--card);color:var(--fg);cursor:pointer;min-height:44px}
 button.primary{background:var(--accent);border-color:var(--accent);color:var(--accent-fg)}
 button.danger{color:var(--danger)}
 .actions button{flex:1 1 140px}
@@ -59,7 +59,7 @@ button.small{padding:6px 12px;min-height:36px;font-size:14px}
 .perms .sensitive h3::after{content:"Sensitive";font-size:12px;font-weight:600;color:var(--warn);margin-left:8px}
 .items{list-style:none;padding:0;margin:0}
 .items>li{display:flex;gap:12px;align-items:flex-start;justify-content:space-between;border-top:1px solid var(--line);padding:12px 0}
-.items>li:first-child{border-top:0}.items .what{min-width:0;overflow-wrap:anywhere}.items .what small{display:block;color:var(--muted)}
+.items>li:first-child{border-top:0}.items form{flex:none}.items .what{min-width:0;overflow-wrap:anywhere}.items .what small{display:block;color:var(--muted)}
 .empty{color:var(--muted);padding:10px 0}
 .secret{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:18px;letter-spacing:.04em;user-select:all}
 @media (max-width:520px){.card{padding:18px}.items>li{flex-direction:column}.items>li form{align-self:stretch}.items>li button{width:100%}}

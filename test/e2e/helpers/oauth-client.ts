@@ -6,9 +6,11 @@
  * app's redirect target is intercepted in the browser, so no callback server
  * is needed.
  */
-import { type Browser, chromium, type Page } from 'playwright-core'
+import { calculateJwkThumbprint, importJWK, type JWK } from 'jose'
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { NodeOAuthClient, type NodeSavedSession, type NodeSavedState, type OAuthSession, requestLocalLock } from '@atproto/oauth-client-node'
 import type { PdsProcess } from '../harness'
+import type { DpopKey } from './oauth-raw'
 
 export const CHROMIUM_ARGS = [
   '--headless',
@@ -98,21 +100,46 @@ export const clickThrough = async (page: Page, authorizeUrl: string, redirectUri
   return callback
 }
 
-/** The full sign-in: authorize, click through in the browser, exchange the code. */
+/** The full sign-in: authorize, click through in the owner's browser, exchange the code. */
 export const signIn = async (
   test: TestClient,
-  browser: Browser,
+  browser: BrowserContext,
   handle: string,
   step: BrowserStep & { scope?: string },
 ): Promise<{ session: OAuthSession; callback: URL }> => {
   const url = await test.client.authorize(handle, step.scope ? { scope: step.scope } : {})
-  const context = await browser.newContext()
-  const page = await context.newPage()
+  const page = await browser.newPage()
   try {
     const callback = await clickThrough(page, url.href, test.redirectUri, step)
     const { session } = await test.client.callback(callback.searchParams)
     return { session, callback }
   } finally {
-    await context.close()
+    await page.close()
   }
+}
+
+/** The client's stored copy of a session: its tokens and DPoP key (to replay them by hand in tests). */
+export const storedSession = async (test: TestClient, did: string): Promise<{ accessToken: string; refreshToken: string | undefined; key: DpopKey }> => {
+  const saved = test.sessions.map.get(did)
+  if (!saved) throw new Error(`no stored session for ${did}`)
+  const { d: _private, ...publicJwk } = saved.dpopJwk as JWK
+  const privateKey = (await importJWK(saved.dpopJwk as JWK, 'ES256')) as CryptoKey
+  return {
+    accessToken: saved.tokenSet.access_token,
+    refreshToken: saved.tokenSet.refresh_token,
+    key: { privateKey, jwk: publicJwk, jkt: await calculateJwkThumbprint(publicJwk, 'sha256') },
+  }
+}
+
+/** Screenshots at a phone's and a desktop's size, into .tmp/<name>-{phone,desktop}.png. */
+export const screenshots = async (page: Page, dir: string, name: string): Promise<string[]> => {
+  const sizes = { phone: { width: 390, height: 844 }, desktop: { width: 1280, height: 900 } }
+  const files: string[] = []
+  for (const [label, size] of Object.entries(sizes)) {
+    await page.setViewportSize(size)
+    const file = `${dir}/${name}-${label}.png`
+    await page.screenshot({ path: file, fullPage: true })
+    files.push(file)
+  }
+  return files
 }
