@@ -20,7 +20,22 @@ const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 const ASSERTION_MAX_AGE_S = 60
 
 const usableKeys = (keys: Awaited<ReturnType<typeof clientJwks>>, kid: string) =>
-  keys.filter((k) => k.kid === kid && !k.revoked && (k.use === undefined || k.use === 'sig'))
+  keys.filter(
+    (k) =>
+      k.kid === kid &&
+      !k.revoked &&
+      (k.use === undefined || k.use === 'sig') &&
+      (!Array.isArray(k.key_ops) || (k.key_ops as unknown[]).includes('verify')),
+  )
+
+/**
+ * The key material alone: atproto clients publish `key_ops` such as
+ * ["verify","encrypt","wrapKey"], which WebCrypto refuses to import for an
+ * ECDSA key, so usage members are left out (the checks above used them).
+ */
+const KEY_MATERIAL = ['kty', 'crv', 'x', 'y', 'n', 'e']
+const importable = (jwk: Awaited<ReturnType<typeof clientJwks>>[number]): JWK =>
+  Object.fromEntries(KEY_MATERIAL.filter((m) => m in jwk).map((m) => [m, jwk[m]])) as JWK
 
 /** Authenticates the client of a PAR or token request; `dpopJkt` is the proof's key. */
 export const authenticateClient = async (
@@ -55,7 +70,7 @@ export const authenticateClient = async (
 
   let payload: { jti?: unknown; exp?: unknown }
   try {
-    const key = await importJWK(jwk as JWK, alg)
+    const key = await importJWK(importable(jwk), alg)
     ;({ payload } = await jwtVerify(assertion.client_assertion, key, {
       issuer: client.id,
       subject: client.id,
@@ -68,7 +83,7 @@ export const authenticateClient = async (
   } catch (err) {
     throw invalidClient(`Validation of "client_assertion" failed: ${(err as Error).message}`)
   }
-  const jkt = await calculateJwkThumbprint(jwk as JWK, 'sha256')
+  const jkt = await calculateJwkThumbprint(importable(jwk), 'sha256')
   if (dpopJkt !== null && jkt === dpopJkt) throw invalidRequest('The DPoP proof must be signed with a key different from the client assertion key')
 
   const exp = typeof payload.exp === 'number' ? payload.exp * 1000 : ctx.now + (ASSERTION_MAX_AGE_S + 6) * 1000

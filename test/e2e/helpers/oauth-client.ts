@@ -8,7 +8,7 @@
  */
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
-import { NodeOAuthClient, type NodeSavedSession, type NodeSavedState, type OAuthSession, requestLocalLock } from '@atproto/oauth-client-node'
+import { type JoseKey, NodeOAuthClient, type NodeSavedSession, type NodeSavedState, type OAuthSession, requestLocalLock } from '@atproto/oauth-client-node'
 import type { PdsProcess } from '../harness'
 import type { DpopKey } from './oauth-raw'
 
@@ -67,6 +67,9 @@ export const loopbackClient = (pds: PdsProcess, opts: { scope: string; callbackP
   return { client, redirectUri, sessions }
 }
 
+/** What an app's logo looks like in the screenshots. */
+const APP_LOGO = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 48 48"><rect width="48" height="48" rx="12" fill="#f59e0b"/><text x="24" y="32" font-size="24" text-anchor="middle" fill="#fff" font-family="sans-serif">E</text></svg>'
+
 export interface BrowserStep {
   /** Called with the page on each screen (for screenshots). */
   onPage?: (name: 'sign-in' | 'consent', page: Page) => Promise<void>
@@ -82,7 +85,10 @@ export const clickThrough = async (page: Page, authorizeUrl: string, redirectUri
   const target = new URL(redirectUri)
   let callback: URL | null = null
   await page.route(`${target.origin}/**`, async (route) => {
-    callback = new URL(route.request().url())
+    const url = new URL(route.request().url())
+    // The app's own site (its logo) answers too; only its redirect path is the way back.
+    if (url.pathname !== target.pathname) return route.fulfill({ status: 200, contentType: 'image/svg+xml', body: APP_LOGO })
+    callback = url
     await route.fulfill({ status: 200, contentType: 'text/plain', body: 'back in the app' })
   })
   const res = await page.goto(authorizeUrl)
@@ -142,4 +148,22 @@ export const screenshots = async (page: Page, dir: string, name: string): Promis
     files.push(file)
   }
   return files
+}
+
+/** A confidential web client (`private_key_jwt`, an ES256 key published at `jwks_uri`), as a server-side app runs it. */
+export const confidentialClient = async (
+  pds: PdsProcess,
+  opts: { clientId: string; metadata: Record<string, unknown>; keys: JoseKey[] },
+): Promise<TestClient> => {
+  const sessions = memoryStore<NodeSavedSession>()
+  const client = new NodeOAuthClient({
+    clientMetadata: opts.metadata as never,
+    keyset: opts.keys,
+    allowHttp: true,
+    handleResolver: pds.publicUrl,
+    requestLock: requestLocalLock,
+    stateStore: memoryStore<NodeSavedState>(),
+    sessionStore: sessions,
+  })
+  return { client, redirectUri: (opts.metadata.redirect_uris as string[])[0], sessions }
 }

@@ -205,3 +205,15 @@ export const decideByForms = async (owner: Browserless, clientId: string, reques
   if (decided.status !== 303 || !decided.location) throw new Error(`${decision}: ${decided.status} ${decided.text.slice(0, 300)}`)
   return decided.location
 }
+
+/** An RFC 7523 client assertion, as a confidential client signs one for each PAR and token request. */
+export const clientAssertion = (key: { privateKey: CryptoKey; kid: string }, clientId: string, issuer: string, overrides: { jti?: string; iat?: number } = {}): Promise<string> =>
+  new SignJWT({ jti: overrides.jti ?? randomBytes(12).toString('base64url') })
+    .setProtectedHeader({ alg: 'ES256', kid: key.kid })
+    .setIssuer(clientId)
+    .setSubject(clientId)
+    .setAudience(issuer)
+    .setIssuedAt(overrides.iat ?? Math.floor(Date.now() / 1000))
+    .sign(key.privateKey)
+
+export const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
