@@ -64,6 +64,11 @@ export const oauthErrorResponse = (c: Context<AppEnv>, err: unknown, headers: Re
     return c.json(err.body, err.status as 400, { ...headers, ...challenge })
   }
   console.error(JSON.stringify({ requestId: c.get('requestId'), error: String((err as Error)?.stack ?? err) }))
+  // As the reference: a library refusing its input (zod, jose, a TypeError) is the request's fault.
+  const name = (err as Error)?.name ?? ''
+  if (err instanceof TypeError || name === 'ZodError' || name.startsWith('JOSE') || name.startsWith('JW')) {
+    return c.json({ error: 'invalid_request', error_description: (err as Error).message }, 400, headers)
+  }
   return c.json({ error: 'server_error', error_description: 'Server error' }, 500, headers)
 }
 

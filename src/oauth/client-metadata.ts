@@ -22,17 +22,37 @@ export type ClientKind = 'loopback' | 'discoverable'
 const invalidRedirectUri = (description: string): OAuthError => new OAuthError(400, 'invalid_redirect_uri', description)
 const invalidClientId = (description: string): OAuthError => new OAuthError(400, 'invalid_client_id', description)
 
-/** Which kind of client an id names; throws `invalid_client_id` for anything else. */
+/** The schema's verdict; its refinements throw on strings that are not URLs, which is a "no" too. */
+const discoverableIssues = (clientId: string): string | null => {
+  try {
+    const parsed = oauthClientIdDiscoverableSchema.safeParse(clientId)
+    return parsed.success ? null : parsed.error.issues.map((i) => i.message).join(', ')
+  } catch {
+    return 'not a URL'
+  }
+}
+
+/**
+ * Which kind of client an id names. As the reference: an id that is neither
+ * kind is `invalid_client_metadata`; a well-formed one on a local-only host
+ * name is `invalid_client_id`.
+ */
 export const clientKind = (clientId: string): ClientKind => {
   if (isOAuthClientIdLoopback(clientId)) return 'loopback'
-  const parsed = oauthClientIdDiscoverableSchema.safeParse(clientId)
-  if (!parsed.success) throw invalidClientId(`Invalid client ID "${clientId}": ${parsed.error.issues.map((i) => i.message).join(', ')}`)
+  const issues = discoverableIssues(clientId)
+  if (issues !== null) throw invalidClientMetadata(`Invalid client ID "${clientId}": ${issues}`)
   if (isLocalOnlyHostname(new URL(clientId).hostname)) throw invalidClientId(`Client ID "${clientId}" is not on a public host name`)
   return 'discoverable'
 }
 
 /** The metadata of a loopback development client, derived from its id (nothing is fetched). */
-export const loopbackClientMetadata = (clientId: string): unknown => atprotoLoopbackClientMetadata(clientId)
+export const loopbackClientMetadata = (clientId: string): unknown => {
+  try {
+    return atprotoLoopbackClientMetadata(clientId)
+  } catch (err) {
+    throw invalidClientMetadata(`Invalid loopback client ID "${clientId}": ${(err as Error).message}`)
+  }
+}
 
 const KEY_PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth']
 

@@ -10,8 +10,12 @@
  * responses, and the resource server (src/auth) into XRPC errors.
  */
 
-/** Every signing algorithm we verify (DPoP proofs, client assertions): jose in workerd cannot do ES256K, so it is never offered. */
-export const SIGNING_ALGS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'] as const
+/**
+ * Every signing algorithm we verify (DPoP proofs, client assertions), in the
+ * reference's order: jose in workerd cannot do ES256K, so it is never offered
+ * (Node clients would pick it).
+ */
+export const SIGNING_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'] as const
 
 export class OAuthError extends Error {
   override name = 'OAuthError'

@@ -42,18 +42,22 @@ describe('client ids', () => {
     expect(clientKind(CLIENT_ID)).toBe('discoverable')
   })
 
-  it('IP addresses, local names, http, ports on localhost, paths "/" are refused', () => {
+  it('IP addresses, http, ports on localhost, paths "/", non-URLs are not client ids; local names are not public ones', () => {
     for (const id of [
       'https://127.0.0.1/client.json',
       'https://10.0.0.1/client.json',
-      'https://printer.local/client.json',
-      'https://app.test/client.json',
-      'https://intranet/client.json',
       'http://app.example.net/client.json',
       'http://localhost:3000',
       'https://app.example.net/',
       'https://app.example.net/client.json#x',
+      'https://printer.local/client.json',
+      'https://intranet/client.json',
+      'not a url',
+      '',
     ]) {
+      expect(errorOf(() => clientKind(id)), id).toMatch(/^invalid_client_metadata: Invalid client ID/)
+    }
+    for (const id of ['https://app.test/client.json', 'https://box.internal/client.json', 'https://router.lan/client.json']) {
       expect(errorOf(() => clientKind(id)), id).toMatch(/^invalid_client_id/)
     }
   })
