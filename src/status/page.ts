@@ -66,7 +66,7 @@ export const renderStatusPage = (r: StatusReport): string => {
         row('Last run', time(m.at, now, 'maintenance-at')),
         row(
           'Cleaned up',
-          `<span class="num">${m.prunedEvents}</span> events, <span class="num">${m.removedBlocks}</span> blocks, <span class="num">${m.deletedBlobs}</span> blobs, <span class="num">${m.expiredTokens}</span> tokens`,
+          `<span class="num">${m.prunedEvents}</span> events, <span class="num">${m.removedBlocks}</span> blocks, <span class="num">${m.deletedBlobs}</span> blobs, <span class="num">${m.expiredTokens + (m.expiredOAuth ?? 0)}</span> tokens`,
         ),
       ].join('')
     : row('Last run', time(null, now, 'maintenance-at'))

@@ -17,6 +17,7 @@ import type { Browser, BrowserContext } from 'playwright-core'
 import { freePort, type PdsProcess, REPO_ROOT } from './harness'
 import { launchChromium, loopbackClient, screenshots, signIn, storedSession, type TestClient } from './helpers/oauth-client'
 import { RawClient } from './helpers/oauth-raw'
+import { lineFor } from './helpers/request-log'
 import { usePds } from './use-pds'
 
 const SHOTS = join(REPO_ROOT, '.tmp')
@@ -105,6 +106,22 @@ test('the session posts and reads back with DPoP; getSession leaves the email ou
     body: JSON.stringify({ identifier: pds.handle, password: pds.password }),
   }).then((r) => r.json() as Promise<{ email?: string }>)
   expect(ownerSession.email).toBe(EMAIL)
+}, 60_000)
+
+test('what an OAuth call costs: one D1 round trip (the proof\'s one-time use and the session, batched), and the request log names the caller', async () => {
+  const { accessToken, key } = await storedSession(app, pds.did)
+  const raw = new RawClient(pds, key)
+  await raw.xrpc('GET', 'com.atproto.server.getSession', accessToken)
+  const res = await raw.xrpc('GET', 'com.atproto.server.getSession', accessToken)
+  expect(res.status).toBe(200)
+  const line = await lineFor(pds, res)
+  expect(line).toMatchObject({ path: '/xrpc/com.atproto.server.getSession', status: 200, did: pds.did })
+  // getSession itself reads the email state (1); the OAuth check is the other one.
+  expect(line.d1.queries).toBe(2)
+  expect(line.d1.rowsWritten).toBeGreaterThanOrEqual(1)
+  // No token, code or secret ever reaches the log.
+  const log = pds.output()
+  for (const secret of [accessToken, pds.password, pds.jwtSecret]) expect(log).not.toContain(secret)
 }, 60_000)
 
 test('refresh: new tokens, the previous access token is refused on the very next request', async () => {
