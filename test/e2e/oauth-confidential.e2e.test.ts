@@ -124,7 +124,7 @@ beforeAll(async () => {
     if (url.pathname === '/jwks.json') return json({ keys: publishedKeys })
     return new Response('not found', { status: 404 })
   })
-  app = await confidentialClient(pds, { clientId: CLIENT_ID, metadata: metadata(), keys: [appKey] })
+  app = confidentialClient(pds, { metadata: metadata(), keys: [appKey] })
   browser = await launchChromium()
   owner = await browser.newContext()
 })

@@ -42,29 +42,34 @@ export interface TestClient {
   sessions: ReturnType<typeof memoryStore<NodeSavedSession>>
 }
 
-/** A loopback development client (`http://localhost?redirect_uri=...&scope=...`), as the spec defines it. */
-export const loopbackClient = (pds: PdsProcess, opts: { scope: string; callbackPort: number }): TestClient => {
-  const redirectUri = `http://127.0.0.1:${opts.callbackPort}/callback`
-  const clientId = `http://localhost?${new URLSearchParams({ redirect_uri: redirectUri, scope: opts.scope })}`
+/** The client library as an app configures it, with in-memory stores; `keys` for a confidential client. */
+const newClient = (pds: PdsProcess, metadata: Record<string, unknown>, keys?: JoseKey[]): TestClient => {
   const sessions = memoryStore<NodeSavedSession>()
   const client = new NodeOAuthClient({
-    clientMetadata: {
-      client_id: clientId,
-      redirect_uris: [redirectUri],
-      scope: opts.scope,
-      response_types: ['code'],
-      grant_types: ['authorization_code', 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      application_type: 'native',
-      dpop_bound_access_tokens: true,
-    },
+    clientMetadata: metadata as never,
+    ...(keys ? { keyset: keys } : {}),
     allowHttp: true,
     handleResolver: pds.publicUrl,
     requestLock: requestLocalLock,
     stateStore: memoryStore<NodeSavedState>(),
     sessionStore: sessions,
   })
-  return { client, redirectUri, sessions }
+  return { client, redirectUri: (metadata.redirect_uris as string[])[0], sessions }
+}
+
+/** A loopback development client (`http://localhost?redirect_uri=...&scope=...`), as the spec defines it. */
+export const loopbackClient = (pds: PdsProcess, opts: { scope: string; callbackPort: number }): TestClient => {
+  const redirectUri = `http://127.0.0.1:${opts.callbackPort}/callback`
+  return newClient(pds, {
+    client_id: `http://localhost?${new URLSearchParams({ redirect_uri: redirectUri, scope: opts.scope })}`,
+    redirect_uris: [redirectUri],
+    scope: opts.scope,
+    response_types: ['code'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    token_endpoint_auth_method: 'none',
+    application_type: 'native',
+    dpop_bound_access_tokens: true,
+  })
 }
 
 /** What an app's logo looks like in the screenshots. */
@@ -151,19 +156,4 @@ export const screenshots = async (page: Page, dir: string, name: string): Promis
 }
 
 /** A confidential web client (`private_key_jwt`, an ES256 key published at `jwks_uri`), as a server-side app runs it. */
-export const confidentialClient = async (
-  pds: PdsProcess,
-  opts: { clientId: string; metadata: Record<string, unknown>; keys: JoseKey[] },
-): Promise<TestClient> => {
-  const sessions = memoryStore<NodeSavedSession>()
-  const client = new NodeOAuthClient({
-    clientMetadata: opts.metadata as never,
-    keyset: opts.keys,
-    allowHttp: true,
-    handleResolver: pds.publicUrl,
-    requestLock: requestLocalLock,
-    stateStore: memoryStore<NodeSavedState>(),
-    sessionStore: sessions,
-  })
-  return { client, redirectUri: (opts.metadata.redirect_uris as string[])[0], sessions }
-}
+export const confidentialClient = (pds: PdsProcess, opts: { metadata: Record<string, unknown>; keys: JoseKey[] }): TestClient => newClient(pds, opts.metadata, opts.keys)
