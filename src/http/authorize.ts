@@ -36,13 +36,16 @@ import { clearDeviceCookie, csrfToken, formIsGenuine, formTargetOf, pageHeaders,
 
 const PATH = '/oauth/authorize'
 
+/** Links and images from an app's metadata are shown only when they are https. */
+const httpsOnly = (uri: string | undefined | null): string | null => (uri?.startsWith('https://') ? uri : null)
+
 export const appView = (client: OAuthClient): AppView => {
   const logo = client.metadata.logo_uri
   return {
     name: clientDisplayName(client),
     host: client.kind === 'loopback' ? 'localhost' : new URL(client.id).host,
-    homePage: client.metadata.client_uri ?? null,
-    logo: logo?.startsWith('https://') ? logo : null,
+    homePage: httpsOnly(client.metadata.client_uri),
+    logo: httpsOnly(logo),
     development: client.kind === 'loopback',
     confidential: client.confidential,
   }

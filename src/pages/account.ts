@@ -40,7 +40,7 @@ const apps = (p: AccountPage): string =>
   list(
     p.overview.apps.map(
       (a) => `<li data-client="${escapeHtml(a.clientId)}"><div class="what"><strong>${escapeHtml(a.name)}</strong>
-<small>${a.homePage ? `<a href="${escapeHtml(a.homePage)}" rel="noopener noreferrer">${escapeHtml(a.homePage)}</a>` : escapeHtml(clientHost(a.clientId))}</small>
+<small>${a.homePage?.startsWith('https://') ? `<a href="${escapeHtml(a.homePage)}" rel="noopener noreferrer">${escapeHtml(a.homePage)}</a>` : escapeHtml(clientHost(a.clientId))}</small>
 <small>May: ${escapeHtml(a.allows.join(', ') || 'know who you are')}</small>
 <small class="mono" data-field="scope">${escapeHtml(a.scope)}</small>
 <small>Last used ${when(a.lastUsedAt, p.now)} · ${a.sessions} active session${a.sessions === 1 ? '' : 's'}</small></div>
