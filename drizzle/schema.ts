@@ -254,3 +254,122 @@ export const importRecord = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.importId, t.uri] })],
 )
+
+// ---------------------------------------------------------------------------
+// OAuth (atproto OAuth: the authorization server, its sessions, the pages).
+// Everything here must hold on the very next request from any isolate (a used
+// code, a rotated refresh token, a replayed DPoP proof, a revoked app), so it
+// lives in D1, never in eventually consistent KV. Secrets are stored only as
+// keyed hashes (src/oauth/keys.ts): a copy of the database holds no usable
+// code, token or cookie. Times are ISO strings, as elsewhere in this schema.
+// ---------------------------------------------------------------------------
+
+/**
+ * Pushed authorization requests (PAR), from the client's push until their
+ * code is exchanged: the validated parameters, how the client authenticated,
+ * the DPoP key the tokens will be bound to, and, once the owner approved, the
+ * hash of the single-use code.
+ */
+export const oauthRequest = sqliteTable(
+  'oauth_request',
+  {
+    id: text('id').primaryKey(),
+    clientId: text('client_id').notNull(),
+    /** JSON: {method: 'none'} or {method: 'private_key_jwt', kid, alg, jkt}. */
+    clientAuth: text('client_auth').notNull(),
+    /** JSON: the authorization request parameters as validated at PAR. */
+    parameters: text('parameters').notNull(),
+    dpopJkt: text('dpop_jkt').notNull(),
+    /** The signed-in browser the request was first used from (set by its first POST). */
+    deviceId: text('device_id'),
+    codeHash: text('code_hash').unique(),
+    authorizedAt: text('authorized_at'),
+    expiresAt: text('expires_at').notNull(),
+  },
+  (t) => [index('oauth_request_expires_idx').on(t.expiresAt)],
+)
+
+/**
+ * One row per OAuth session (an approved authorization): the scope granted,
+ * the client and DPoP key it is bound to, and the hashes of its current access
+ * token and refresh token. Rotation replaces both, so a previous access token
+ * stops working at once; deleting the row revokes everything.
+ */
+export const oauthSession = sqliteTable(
+  'oauth_session',
+  {
+    id: text('id').primaryKey(),
+    did: text('did').notNull(),
+    clientId: text('client_id').notNull(),
+    clientAuth: text('client_auth').notNull(),
+    dpopJkt: text('dpop_jkt').notNull(),
+    /** The scope the owner approved, as requested (include: sets unexpanded). */
+    requestScope: text('request_scope').notNull(),
+    /** What the tokens may do: `include:` sets expanded into repo:/rpc: permissions. */
+    scope: text('scope').notNull(),
+    /** Hash of the code this session came from: presenting it again revokes the session. */
+    codeHash: text('code_hash').notNull().unique(),
+    accessHash: text('access_hash').notNull().unique(),
+    accessExpiresAt: text('access_expires_at').notNull(),
+    refreshHash: text('refresh_hash').notNull().unique(),
+    createdAt: text('created_at').notNull(),
+    /** Last token issue (creation or refresh): the "last used" of the account page. */
+    refreshedAt: text('refreshed_at').notNull(),
+    /** No refresh after this (the session's lifetime or its inactivity limit, whichever comes first). */
+    expiresAt: text('expires_at').notNull(),
+  },
+  (t) => [index('oauth_session_client_idx').on(t.clientId), index('oauth_session_expires_idx').on(t.expiresAt)],
+)
+
+/** Refresh tokens rotated away: presenting one again is a replay and ends its session. */
+export const oauthUsedRefresh = sqliteTable(
+  'oauth_used_refresh',
+  {
+    hash: text('hash').primaryKey(),
+    sessionId: text('session_id').notNull(),
+    expiresAt: text('expires_at').notNull(),
+  },
+  (t) => [index('oauth_used_refresh_session_idx').on(t.sessionId), index('oauth_used_refresh_expires_idx').on(t.expiresAt)],
+)
+
+/**
+ * Values that may be used once (DPoP proof `jti`s, client-assertion `jti`s,
+ * PKCE code challenges), `namespace:value` → until when a second use is
+ * refused. A use after that time may take the key over.
+ */
+export const oauthReplay = sqliteTable(
+  'oauth_replay',
+  {
+    key: text('key').primaryKey(),
+    expiresAt: text('expires_at').notNull(),
+  },
+  (t) => [index('oauth_replay_expires_idx').on(t.expiresAt)],
+)
+
+/** Apps the owner approved, with what they were allowed (listed and revoked on /account). */
+export const oauthGrant = sqliteTable('oauth_grant', {
+  clientId: text('client_id').primaryKey(),
+  /** Name, home page and logo as the app's metadata said at approval (the page needs no fetch). */
+  clientName: text('client_name'),
+  clientUri: text('client_uri'),
+  scope: text('scope').notNull(),
+  createdAt: text('created_at').notNull(),
+  updatedAt: text('updated_at').notNull(),
+})
+
+/**
+ * Browsers signed in to the authorization and account pages, by the keyed
+ * hash of their cookie's secret. A remembered device approves a known app
+ * without the password being typed again.
+ */
+export const oauthDevice = sqliteTable(
+  'oauth_device',
+  {
+    id: text('id').primaryKey(),
+    userAgent: text('user_agent'),
+    remembered: integer('remembered', { mode: 'boolean' }).notNull(),
+    createdAt: text('created_at').notNull(),
+    expiresAt: text('expires_at').notNull(),
+  },
+  (t) => [index('oauth_device_expires_idx').on(t.expiresAt)],
+)

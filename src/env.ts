@@ -41,6 +41,11 @@ export interface Secrets {
   PDS_EMAIL_FROM?: string
   /** Optional `[[send_email]]` binding: without it the email methods answer 400. */
   EMAIL?: SendEmail
+  /**
+   * Development and tests only: an http loopback origin that stands in for the
+   * internet for the OAuth server's outbound fetches (see `devLoopbackOrigin`).
+   */
+  PDS_DEV_LOOPBACK_ORIGIN?: string
 }
 
 export type WorkerEnv = Env & Secrets
@@ -77,6 +82,14 @@ export interface Config {
   plcUrl: string
   /** DNS-over-HTTPS JSON endpoint for TXT lookups (DNS_OVER_HTTPS_URL): Workers have no resolver. */
   dohUrl: string
+  /**
+   * PDS_DEV_LOOPBACK_ORIGIN, for local development and tests only (refused
+   * unless the PDS itself runs on localhost): the OAuth server's outbound
+   * fetches (client metadata, jwks_uri, permission-set lexicons) and their
+   * DNS-over-HTTPS lookups go to this http loopback origin instead of the
+   * internet, after the same checks production applies. Null in production.
+   */
+  devLoopbackOrigin: string | null
 }
 
 /** A service we forward requests to: its base URL and the DID its tokens are addressed to. */
@@ -159,6 +172,25 @@ const parseKey = async (name: string, hex: string): Promise<Secp256k1Keypair> =>
   }
 }
 
+/** The dev-only loopback origin: an http://localhost or 127.0.0.1 origin, and only for a PDS on localhost. */
+const parseDevLoopbackOrigin = (value: string | undefined, pdsIsLocal: boolean): string | null => {
+  if (value === undefined || value.trim() === '') return null
+  if (!pdsIsLocal) throw new ConfigError('PDS_DEV_LOOPBACK_ORIGIN is for local development only (PDS_HOSTNAME must be localhost or 127.0.0.1)')
+  const url = (() => {
+    try {
+      return new URL(value.trim())
+    } catch {
+      return null
+    }
+  })()
+  if (!url || url.protocol !== 'http:' || !/^(localhost|127\.0\.0\.1)$/.test(url.hostname) || url.pathname !== '/' || url.search) {
+    throw new ConfigError(`PDS_DEV_LOOPBACK_ORIGIN must be an http://127.0.0.1:<port> origin, got "${value}"`)
+  }
+  return url.origin
+}
+
+const DEFAULT_DOH_URL = 'https://cloudflare-dns.com/dns-query'
+
 const buildConfig = async (env: WorkerEnv): Promise<Config> => {
   const hostname = required(env, 'PDS_HOSTNAME').toLowerCase()
   if (!/^[a-z0-9.-]+(:\d{1,5})?$/.test(hostname)) {
@@ -192,6 +224,8 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
   const rotationHex = env.PDS_PLC_ROTATION_KEY?.trim()
   const plcRotationKey = rotationHex ? await parseKey('PDS_PLC_ROTATION_KEY', rotationHex) : signingKey
 
+  const devLoopbackOrigin = parseDevLoopbackOrigin(env.PDS_DEV_LOOPBACK_ORIGIN, isLocal)
+
   return {
     hostname,
     serviceUrl,
@@ -209,7 +243,9 @@ const buildConfig = async (env: WorkerEnv): Promise<Config> => {
     appView: parseService(env, 'BSKY_APPVIEW_URL', 'BSKY_APPVIEW_DID', DEFAULT_APPVIEW),
     modService: parseService(env, 'MOD_SERVICE_URL', 'MOD_SERVICE_DID', DEFAULT_MOD_SERVICE),
     plcUrl: parseUrl('PLC_URL', env.PLC_URL?.trim() || 'https://plc.directory'),
-    dohUrl: parseUrl('DNS_OVER_HTTPS_URL', env.DNS_OVER_HTTPS_URL?.trim() || 'https://cloudflare-dns.com/dns-query'),
+    // A local deployment with the loopback stand-in asks it DNS questions too, unless told otherwise.
+    dohUrl: parseUrl('DNS_OVER_HTTPS_URL', env.DNS_OVER_HTTPS_URL?.trim() || (devLoopbackOrigin ? `${devLoopbackOrigin}/dns-query` : DEFAULT_DOH_URL)),
+    devLoopbackOrigin,
     relayHosts: (env.RELAY_HOSTS ?? '')
       .split(',')
       .map((h) => h.trim())

@@ -28,6 +28,8 @@ export class XrpcError extends Error {
     readonly status: number,
     message?: string,
     error?: string,
+    /** Response headers the protocol requires with this error (an OAuth `WWW-Authenticate` challenge). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     const [defaultName, defaultMessage] = DEFAULT_MESSAGES[status] ?? DEFAULT_MESSAGES[500]
     super(message || defaultMessage)

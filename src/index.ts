@@ -38,7 +38,8 @@ router.setFallback(forwarding)
 const app = new Hono<AppEnv>()
 
 // Browsers run atproto clients: allow any origin, as the reference PDS does.
-app.use('*', cors({ origin: '*', maxAge: 86400, exposeHeaders: ['x-request-id'] }))
+// OAuth clients in browsers must read the DPoP nonce and the auth challenge.
+app.use('*', cors({ origin: '*', maxAge: 86400, exposeHeaders: ['x-request-id', 'DPoP-Nonce', 'WWW-Authenticate'] }))
 app.use('*', requestContext)
 
 mountHttpRoutes(app)

@@ -9,6 +9,7 @@ import { KvCache } from './cache/kv-cache'
 import { deleteCollectableBlobs } from './db/blobs'
 import { openDb, type Db } from './db/client'
 import { deleteDueRemovedBlocks, deleteExpiredRefreshTokensBounded } from './db/maintenance'
+import { deleteExpiredOAuthState } from './db/oauth-account'
 import { pruneEventsBefore } from './db/seq'
 import { saveStateValue, STATE_MAINTENANCE, STATE_RELAY_CRAWL } from './db/status'
 import { loadConfig, type WorkerEnv } from './env'
@@ -23,6 +24,12 @@ const MAX_BLOCKS_PER_RUN = 5000
 const EVENT_RETENTION_MS = 72 * 60 * 60 * 1000
 const MAX_EVENTS_PER_RUN = 5000
 const MAX_TOKENS_PER_RUN = 1000
+/**
+ * Expired OAuth rows per table and run. Each DPoP request leaves a one-time
+ * `jti` row (kept ~3 minutes), so an hour of steady use can leave a few
+ * thousand; the batch stays one round trip.
+ */
+const MAX_OAUTH_ROWS_PER_TABLE = 5000
 
 /** R2 deletes up to 1000 keys per call. */
 const MAX_BLOBS_PER_RUN = 1000
@@ -91,8 +98,9 @@ export const runMaintenance = async (env: WorkerEnv): Promise<MaintenanceReport>
   )
   const prunedEvents = await attempt('events', () => pruneEventsBefore(db, iso(now - EVENT_RETENTION_MS), MAX_EVENTS_PER_RUN), 0)
   const expiredTokens = await attempt('tokens', () => deleteExpiredRefreshTokensBounded(db, iso(now), MAX_TOKENS_PER_RUN), 0)
+  const expiredOAuth = await attempt('oauth', () => deleteExpiredOAuthState(db, iso(now), MAX_OAUTH_ROWS_PER_TABLE), 0)
   const crawl = await attempt('crawl', () => reannounceIfIdle(env, db, now), 'failed' as const)
-  const report: MaintenanceReport = { at: iso(now), removedBlocks, deletedBlobs, prunedEvents, expiredTokens, crawl }
+  const report: MaintenanceReport = { at: iso(now), removedBlocks, deletedBlobs, prunedEvents, expiredTokens, expiredOAuth, crawl }
   await attempt('report', () => saveStateValue(db, STATE_MAINTENANCE, JSON.stringify(report), iso(now)), undefined)
   console.log(JSON.stringify({ job: 'maintenance', ...report, d1: db.stats }))
   return report

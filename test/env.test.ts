@@ -94,6 +94,17 @@ describe('loadConfig', () => {
     expect((await loadConfig(withSettings({ PDS_BLOB_UPLOAD_LIMIT: '1000' }))).blobUploadLimit).toBe(1000)
   })
 
+  it('PDS_DEV_LOOPBACK_ORIGIN: off by default, a loopback origin for a PDS on localhost, refused anywhere else', async () => {
+    expect((await loadConfig(withSettings({ PDS_HOSTNAME: 'localhost:8787' }))).devLoopbackOrigin).toBeNull()
+    const local = withSettings({ PDS_HOSTNAME: 'localhost:8787', PDS_DID: 'did:web:localhost%3A8787', PDS_DEV_LOOPBACK_ORIGIN: 'http://127.0.0.1:9999' })
+    expect((await loadConfig(local)).devLoopbackOrigin).toBe('http://127.0.0.1:9999')
+    const production = withSettings({ PDS_HOSTNAME: 'pds.example.com', PDS_DID: 'did:web:pds.example.com', PDS_DEV_LOOPBACK_ORIGIN: 'http://127.0.0.1:9999' })
+    expect((await failure(production)).message).toMatch(/PDS_DEV_LOOPBACK_ORIGIN is for local development only/)
+    for (const origin of ['https://127.0.0.1:9999', 'http://10.0.0.1:80', 'http://127.0.0.1:9999/path']) {
+      expect((await failure(withSettings({ PDS_HOSTNAME: 'localhost:8787', PDS_DID: 'did:web:localhost%3A8787', PDS_DEV_LOOPBACK_ORIGIN: origin }))).message).toMatch(/PDS_DEV_LOOPBACK_ORIGIN/)
+    }
+  })
+
   it('a config failure reaches clients as a 500 naming the setting but no secret', async () => {
     const secret = 'tiny-secret'
     const err = await failure(withSettings({ JWT_SECRET: secret }))

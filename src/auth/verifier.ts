@@ -8,15 +8,19 @@
  * Errors are the reference PDS's: no header → 401 AuthMissing; bad,
  * wrong-type or wrong-scope token → 400 InvalidToken; expired → 400
  * ExpiredToken. A refresh token is refused where an access token is needed
- * and vice versa (the JWT `typ` differs). A new kind of credential joins by
- * adding its scheme to `verifyAccess` (or a policy of its own), not by
- * touching handlers.
+ * and vice versa (the JWT `typ` differs). OAuth sessions join through the
+ * `DPoP` scheme in `verifyAccess` (src/auth/oauth-credentials.ts): their 401s
+ * are OAuth challenges, and the per-method table (src/auth/oauth-methods.ts)
+ * decides what they may call at all before any handler runs.
  */
 import * as jose from 'jose'
 import type { KvCache } from '../cache/kv-cache'
+import type { Db } from '../db/client'
 import type { Config } from '../env'
 import { AuthRequiredError, InvalidRequestError } from '../errors'
 import { sessionCredentials, type AccessCredentials, type RefreshCredentials, type ServiceCredentials } from './credentials'
+import { verifyOAuthAccess } from './oauth-credentials'
+import { assertOAuthMayCall } from './oauth-methods'
 import { ACCESS_STANDARD, AuthScope } from './scope'
 import { atprotoSigningKey, resolveDid } from '../identity/resolver'
 import { isServiceJwt, verifyServiceJwt } from './service-jwt'
@@ -26,24 +30,39 @@ export interface AuthRequest {
   config: Config
   /** For resolving the DID documents whose keys sign service tokens. */
   cache: KvCache
+  db: Db
   /** The Authorization header, if any. */
   authorization: string | null
   /** The XRPC method called (service tokens are bound to one). */
   nsid: string
+  /** True when the method is not served here and will be forwarded. */
+  forwarded: boolean
+  /** The request itself (method, URL, DPoP and atproto-proxy headers). */
+  request: Request
+  /** Adds a header to the answer, error or not (the DPoP nonce). */
+  setHeader(name: string, value: string): void
 }
 
 /** How a route authenticates, and what its handler receives. */
 export type AuthPolicy<C> = (req: AuthRequest) => Promise<C>
 
 /** Splits "<type> <token>"; mirrors the reference's parsing and messages. */
-const bearerToken = (header: string | null): string | null => {
+const parseAuthorization = (header: string | null): { scheme: 'bearer' | 'dpop'; token: string } | null => {
   if (!header) return null
   const parts = header.split(' ')
   if (parts.length !== 2) throw new InvalidRequestError('Malformed authorization header', 'InvalidToken')
   const type = parts[0].toUpperCase()
-  if (type === 'BEARER') return parts[1]
-  if (type === 'BASIC' || type === 'DPOP') throw new InvalidRequestError('Unexpected authorization type', 'InvalidToken')
+  if (type === 'BEARER') return { scheme: 'bearer', token: parts[1] }
+  if (type === 'DPOP') return { scheme: 'dpop', token: parts[1] }
+  if (type === 'BASIC') throw new InvalidRequestError('Unexpected authorization type', 'InvalidToken')
   throw new InvalidRequestError(`Unsupported authorization type: ${parts[0]}`, 'InvalidToken')
+}
+
+/** A Bearer token where only password-session tokens are accepted (refresh, service). */
+const bearerToken = (header: string | null): string | null => {
+  const parsed = parseAuthorization(header)
+  if (parsed?.scheme === 'dpop') throw new InvalidRequestError('Unexpected authorization type', 'InvalidToken')
+  return parsed?.token ?? null
 }
 
 const verifySessionJwt = async (
@@ -73,11 +92,21 @@ const verifySessionJwt = async (
   return payload as jose.JWTPayload & { sub: string }
 }
 
-/** Any access credential: today a password or app-password session token. */
+/** Any access credential: a password or app-password session token, or an OAuth token with its DPoP proof. */
 const verifyAccess = async (req: AuthRequest): Promise<AccessCredentials> => {
-  const token = bearerToken(req.authorization)
-  if (!token) throw new AuthRequiredError(undefined, 'AuthMissing')
-  const payload = await verifySessionJwt(req.config, token, { typ: 'at+jwt', scopes: ACCESS_STANDARD })
+  const parsed = parseAuthorization(req.authorization)
+  if (!parsed) throw new AuthRequiredError(undefined, 'AuthMissing')
+  if (parsed.scheme === 'dpop') {
+    const credentials = await verifyOAuthAccess({ config: req.config, db: req.db, request: req.request, token: parsed.token, setHeader: req.setHeader })
+    assertOAuthMayCall(credentials, {
+      nsid: req.nsid,
+      forwarded: req.forwarded,
+      proxyHeader: req.request.headers.get('atproto-proxy'),
+      appViewAud: req.config.appView ? `${req.config.appView.did}#bsky_appview` : null,
+    })
+    return credentials
+  }
+  const payload = await verifySessionJwt(req.config, parsed.token, { typ: 'at+jwt', scopes: ACCESS_STANDARD })
   return sessionCredentials(payload.sub, payload.scope as AuthScope)
 }
 
@@ -95,10 +124,15 @@ export const noAuth: AuthPolicy<null> = async () => null
 /** Any session (app passwords included). */
 export const accessAuth: AuthPolicy<AccessCredentials> = verifyAccess
 
-/** Account management: a credential that may manage the account (the owner's password session). */
+/**
+ * Account management: the owner's password session, not an app password. An
+ * OAuth session has already met the method's row in the permission table
+ * (identity:* for the PLC methods, account:repo for importRepo, never for the
+ * rest), which is what the reference's `authorize` callbacks decide for it.
+ */
 export const fullAccessAuth: AuthPolicy<AccessCredentials> = async (req) => {
   const credentials = await verifyAccess(req)
-  if (!credentials.mayManageAccount()) throw new InvalidRequestError('Bad token scope', 'InvalidToken')
+  if (!credentials.oauth && !credentials.mayManageAccount()) throw new InvalidRequestError('Bad token scope', 'InvalidToken')
   return credentials
 }
 
@@ -112,7 +146,8 @@ export const optionalAccessAuth: AuthPolicy<AccessCredentials | null> = async (r
  * uploads the owner's video with a token from getServiceAuth).
  */
 export const accessOrServiceAuth: AuthPolicy<AccessCredentials | ServiceCredentials> = async (req) => {
-  const token = bearerToken(req.authorization)
+  const parsed = parseAuthorization(req.authorization)
+  const token = parsed?.scheme === 'bearer' ? parsed.token : null
   if (token && isServiceJwt(token)) {
     const { iss } = await verifyServiceJwt(req.config, token, req.nsid, async () => req.config.signingKey.did())
     return { type: 'service', did: iss, lxm: req.nsid }

@@ -2,7 +2,7 @@
  * Refresh-token state. D1 is strongly consistent, so a rotated or revoked
  * token is refused on the very next request from anywhere.
  */
-import { and, eq, isNull, lte, or, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, isNull, lte, or, sql } from 'drizzle-orm'
 import type { Db } from './client'
 import { schema } from './client'
 
@@ -59,4 +59,26 @@ export const deleteRefreshToken = async (db: Db, id: string): Promise<void> => {
 
 export const deleteExpiredRefreshTokens = async (db: Db, now: string): Promise<void> => {
   await db.orm.delete(refreshToken).where(lte(refreshToken.expiresAt, now))
+}
+
+/** The current refresh token of every live password session (rotated-away ones in their grace period excluded). */
+export const listLiveRefreshTokens = async (db: Db, now: string): Promise<RefreshTokenRow[]> =>
+  db.orm
+    .select()
+    .from(refreshToken)
+    .where(and(isNull(refreshToken.nextId), gt(refreshToken.expiresAt, now)))
+    .orderBy(desc(refreshToken.expiresAt))
+
+/**
+ * Ends a password session: its current refresh token and the rotated-away
+ * ones still in their grace period that lead to it (which could otherwise
+ * bring it back).
+ */
+export const deleteRefreshTokenChain = async (db: Db, id: string): Promise<void> => {
+  await db.orm.run(sql`
+    WITH RECURSIVE chain(id) AS (
+      SELECT ${id}
+      UNION SELECT ${refreshToken.id} FROM ${refreshToken} JOIN chain ON ${refreshToken.nextId} = chain.id
+    )
+    DELETE FROM ${refreshToken} WHERE ${refreshToken.id} IN (SELECT id FROM chain)`)
 }

@@ -44,5 +44,6 @@ export const errorResponse = (err: unknown, c: Context<AppEnv>): Response => {
     console.error(JSON.stringify({ requestId: c.get('requestId'), error: String((err as Error)?.stack ?? err) }))
   }
   c.header('x-request-id', c.get('requestId'))
+  for (const [name, value] of Object.entries(xrpcErr.headers)) c.header(name, value)
   return c.json(xrpcErr.body, xrpcErr.status as 400)
 }

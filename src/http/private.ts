@@ -22,3 +22,17 @@ const setPrivate = (headers: Headers): void => {
   const vary = headers.get('vary')
   if (!vary?.split(',').some((v) => v.trim().toLowerCase() === 'authorization')) headers.append('vary', 'Authorization')
 }
+
+/** Adds headers to a response (copying it when its headers are immutable). */
+export const withHeaders = (res: Response, headers: Record<string, string>): Response => {
+  const entries = Object.entries(headers)
+  if (entries.length === 0) return res
+  let out = res
+  try {
+    for (const [name, value] of entries) out.headers.set(name, value)
+  } catch {
+    out = new Response(res.body, res)
+    for (const [name, value] of entries) out.headers.set(name, value)
+  }
+  return out
+}

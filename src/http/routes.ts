@@ -1,7 +1,8 @@
 /**
  * Every route outside the XRPC router, in one place: the health check,
- * robots.txt, the well-known identity documents, the status page and the
- * firehose WebSocket (subscriptions are not request/response XRPC calls).
+ * robots.txt, the well-known identity documents, the OAuth authorization
+ * server (its endpoints and pages), the owner's account page, the status page and the firehose
+ * WebSocket (subscriptions are not request/response XRPC calls).
  */
 import type { Context, Hono } from 'hono'
 import { XrpcError } from '../errors'
@@ -9,7 +10,10 @@ import { LAST_CRAWL_REQUEST_KEY } from '../firehose/crawl'
 import { gatherStatus, type StatusReport } from '../status/data'
 import { renderStatusPage } from '../status/page'
 import { VERSION } from '../version'
+import { mountAccountPage } from './account'
+import { mountAuthorizePages } from './authorize'
 import type { AppEnv } from './context'
+import { mountOAuthEndpoints } from './oauth'
 import { mountWellKnown } from './well-known'
 
 const ROBOTS_TXT = '# An atproto PDS: see https://atproto.com/ for the protocol and its firehose.\nUser-agent: *\nAllow: /\n'
@@ -39,6 +43,9 @@ export const mountHttpRoutes = (app: Hono<AppEnv>): void => {
   app.get('/robots.txt', (c) => c.text(ROBOTS_TXT))
 
   mountWellKnown(app)
+  mountOAuthEndpoints(app)
+  mountAuthorizePages(app)
+  mountAccountPage(app)
 
   /**
    * com.atproto.sync.subscribeRepos: the WebSocket is handed to the FirehoseHub

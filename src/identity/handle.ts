@@ -6,6 +6,7 @@
  * the owner's new handle (updateHandle) is always checked the atproto way.
  */
 import type { Config } from '../env'
+import { dnsQuery, txtDids } from './dns'
 
 const TIMEOUT_MS = 3000
 const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]+$/
@@ -27,14 +28,9 @@ export const resolveHandleDirectly = async (cfg: Config, handle: string): Promis
   (await fromDns(cfg, handle)) ?? (await fromWellKnown(handle))
 
 const fromDns = async (cfg: Config, handle: string): Promise<string | null> => {
-  const res = await fetch(`${cfg.dohUrl}?name=_atproto.${encodeURIComponent(handle)}&type=TXT`, {
-    headers: { accept: 'application/dns-json' },
-    signal: AbortSignal.timeout(TIMEOUT_MS),
-  }).catch(() => null)
-  if (!res?.ok) return null
-  const body = (await res.json().catch(() => null)) as { Answer?: { data?: string }[] } | null
+  const records = await dnsQuery(cfg, `_atproto.${handle}`, 16).catch(() => [])
   // Exactly one did= record counts; several are ambiguous (as the reference resolver).
-  const dids = (body?.Answer ?? []).map((a) => (a.data ?? '').replace(/^"|"$/g, '')).filter((t) => t.startsWith('did=')).map((t) => t.slice(4))
+  const dids = txtDids(records)
   return dids.length === 1 && DID.test(dids[0]) ? dids[0] : null
 }
 

@@ -7,7 +7,7 @@
  * upstream sees a fresh service token instead of our session token. AppView
  * reads of the owner's own content get read-after-write treatment.
  */
-import type { AccessCredentials } from '../auth/credentials'
+import { assertMayCallService, type AccessCredentials } from '../auth/credentials'
 import { isIn, PROTECTED_METHODS } from '../auth/method-classes'
 import { createServiceJwt } from '../auth/service-jwt'
 import type { KvCache } from '../cache/kv-cache'
@@ -60,7 +60,8 @@ export const forwardCall = async (
   target: ProxyTarget,
   auth: AccessCredentials,
 ): Promise<Response> => {
-  if (!auth.mayCallService(nsid, target.did)) throw new InvalidRequestError('Bad token method', 'InvalidToken')
+  // Permissions name the service as the proxy header does: did#service.
+  assertMayCallService(auth, nsid, `${target.did}#${target.serviceId}`, () => new InvalidRequestError('Bad token method', 'InvalidToken'))
   const body = req.method === 'POST' ? req.body : null
   const upstream = await forwardWithToken(ctx.config, req, target.url, { aud: target.did, lxm: nsid }, body)
   if (req.method !== 'GET' || !READ_AFTER_WRITE_METHODS.has(nsid)) return upstream

@@ -24,6 +24,8 @@ export interface MaintenanceReport {
   deletedBlobs: number
   prunedEvents: number
   expiredTokens: number
+  /** Expired OAuth rows (requests, sessions, used refresh tokens, one-time values, browsers); absent in reports from before OAuth. */
+  expiredOAuth?: number
   crawl: 'requested' | 'relay connected' | 'recently requested' | 'no relays' | 'failed'
 }
 

@@ -5,6 +5,7 @@
  * Rules and messages follow the reference PDS.
  */
 import { createAppPassword } from '../auth/app-passwords'
+import { assertMayCallService } from '../auth/credentials'
 import { isIn, PROTECTED_METHODS } from '../auth/method-classes'
 import { createServiceJwt } from '../auth/service-jwt'
 import { accessAuth, fullAccessAuth, noAuth } from '../auth/verifier'
@@ -41,9 +42,8 @@ export const registerAccountMethods = (x: XrpcRouter): void => {
     const { aud, exp } = params
     const lxm = params.lxm ?? null
     if (!ATPROTO_DID_REF.test(aud)) throw new InvalidRequestError('aud must be a valid atproto DID or did#serviceId reference')
-    if (lxm !== null && !auth.mayCallService(lxm, aud)) {
-      throw new InvalidRequestError(`insufficient access to request a service auth token for the following method: ${lxm}`)
-    }
+    // A method-less token may be used for any method: OAuth sessions need rpc:*.
+    assertMayCallService(auth, lxm ?? '*', aud, () => new InvalidRequestError(`insufficient access to request a service auth token for the following method: ${lxm}`))
     if (exp !== undefined) {
       const diff = exp * 1000 - Date.now()
       if (diff < 0) throw new InvalidRequestError('expiration is in past', 'BadExpiration')

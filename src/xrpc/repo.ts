@@ -4,7 +4,7 @@
  */
 import { parseCid, type Cid } from '@atproto/lex-data'
 import { assertRepoAvailable } from '../account/status'
-import { assertMayUploadBlob, assertMayWriteRecords, type AccessCredentials } from '../auth/credentials'
+import { assertMayUploadBlob, assertMayWriteRecords, type AccessCredentials, type RecordAction } from '../auth/credentials'
 import { accessAuth, accessOrServiceAuth, noAuth } from '../auth/verifier'
 import { listMissingBlobRefs } from '../db/blobs'
 import { listCollections } from '../db/records'
@@ -13,7 +13,7 @@ import type { Deps } from '../http/context'
 import { buildDidDocument, resolveOwnAccount } from '../identity/did-doc'
 import { resolveDid } from '../identity/resolver'
 import { com } from '../lexicons'
-import { commitWrites, type CommitResult, type WriteRequest } from '../repo/commit'
+import { commitWrites, type CommitResult } from '../repo/commit'
 import { prepareCreate, prepareDelete, prepareUpdate, type PreparedWrite } from '../repo/prepare'
 import { listRecords, readRecord } from '../repo/reader'
 import type { XrpcRouter } from './router'
@@ -25,11 +25,35 @@ import type { XrpcRouter } from './router'
 const ownRepoDid = async (deps: Deps, repo: string): Promise<string | null> =>
   repo === deps.config.did ? repo : resolveOwnAccount(deps.config, (await deps.account()).handle, repo)
 
-/** The repo a write targets must be ours and the caller's (reference: findAccount + DID check). */
-const writableRepo = async (deps: Deps, auth: AccessCredentials, repo: string): Promise<string> => {
+const APPLY_WRITE_ACTIONS = {
+  'com.atproto.repo.applyWrites#create': 'create',
+  'com.atproto.repo.applyWrites#update': 'update',
+  'com.atproto.repo.applyWrites#delete': 'delete',
+} as const
+
+type IntendedWrite = { collection: string; action: RecordAction | 'put' }
+
+/**
+ * The repo a write targets must be ours and the caller's (reference:
+ * findAccount + DID check), and the credential must allow each write, checked
+ * before any record is looked at (as the reference authorizes OAuth scopes).
+ * A put may create or replace, so it needs both.
+ */
+const writableRepo = async (deps: Deps, auth: AccessCredentials, repo: string, writes: IntendedWrite[]): Promise<string> => {
   const did = await ownRepoDid(deps, repo)
   if (!did) throw new ForbiddenError('Account not found', 'AccountNotFound')
   if (did !== auth.did) throw new AuthRequiredError()
+  assertMayWriteRecords(
+    auth,
+    writes.flatMap(({ collection, action }): { collection: string; action: RecordAction }[] =>
+      action === 'put'
+        ? [
+            { collection, action: 'create' },
+            { collection, action: 'update' },
+          ]
+        : [{ collection, action }],
+    ),
+  )
   return did
 }
 
@@ -50,15 +74,6 @@ const optionalCid = (value: string | undefined, field: string): Cid | undefined 
 
 /** The commit, written as the reference answers with it. */
 const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.toString(), rev: commit.rev } : undefined)
-
-/** Writes the prepared records as one commit, once the credential may make each of them. */
-const commitAllowed = (deps: Deps, auth: AccessCredentials, writes: WriteRequest[], opts: Parameters<typeof commitWrites>[2]) => {
-  assertMayWriteRecords(
-    auth,
-    writes.map((w) => ({ collection: w.collection, action: w.action === 'put' ? 'update' : w.action })),
-  )
-  return commitWrites(deps.repo, writes, opts)
-}
 
 export const registerRepoMethods = (x: XrpcRouter): void => {
   x.procedure(
@@ -91,9 +106,9 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.procedure(com.atproto.repo.createRecord.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = await writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(deps, auth, input.repo, [{ collection: input.collection, action: 'create' }])
     const write = await prepareCreate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate })
-    const commit = await commitAllowed(deps, auth, [write], {
+    const commit = await commitWrites(deps.repo, [write], {
       swapCommit: optionalCid(input.swapCommit, 'swapCommit'),
       replaceBacklinks: input.validate !== false,
     })
@@ -101,23 +116,28 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
   })
 
   x.procedure(com.atproto.repo.putRecord.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = await writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(deps, auth, input.repo, [{ collection: input.collection, action: 'put' }])
     // swapRecord: null means "must not exist yet"; absent means "no check".
     const swapCid = input.swapRecord === null ? null : optionalCid(input.swapRecord, 'swapRecord')
     const prepared = await prepareUpdate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate, swapCid })
-    const commit = await commitAllowed(deps, auth, [{ ...prepared, action: 'put' }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitWrites(deps.repo, [{ ...prepared, action: 'put' }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
     return { uri: prepared.uri, cid: prepared.cid.toString(), commit: commitView(commit), validationStatus: prepared.validationStatus }
   })
 
   x.procedure(com.atproto.repo.deleteRecord.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = await writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(deps, auth, input.repo, [{ collection: input.collection, action: 'delete' }])
     const write = prepareDelete({ did, collection: input.collection, rkey: input.rkey, swapCid: optionalCid(input.swapRecord, 'swapRecord') })
-    const commit = await commitAllowed(deps, auth, [{ ...write, ifExists: true }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitWrites(deps.repo, [{ ...write, ifExists: true }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
     return { commit: commitView(commit) }
   })
 
   x.procedure(com.atproto.repo.applyWrites.main, accessAuth, async ({ deps, auth, input }) => {
-    const did = await writableRepo(deps, auth, input.repo)
+    const did = await writableRepo(
+      deps,
+      auth,
+      input.repo,
+      input.writes.map((w) => ({ collection: w.collection, action: APPLY_WRITE_ACTIONS[w.$type as keyof typeof APPLY_WRITE_ACTIONS] ?? 'create' })),
+    )
     if (input.writes.length > 200) throw new InvalidRequestError('Too many writes. Max: 200')
     const prepared: PreparedWrite[] = []
     for (const [i, w] of input.writes.entries()) {
@@ -130,7 +150,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
       else if (w.$type === 'com.atproto.repo.applyWrites#update') prepared.push(await prepareUpdate({ ...base, rkey: w.rkey }))
       else throw new InvalidRequestError(`Action not supported: ${(w as { $type?: string }).$type}`)
     }
-    const commit = await commitAllowed(deps, auth, prepared, { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitWrites(deps.repo, prepared, { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
     return {
       commit: commitView(commit),
       results: prepared.map((w) =>

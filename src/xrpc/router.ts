@@ -17,7 +17,7 @@ import { noAuth, type AuthPolicy } from '../auth/verifier'
 import type { Config } from '../env'
 import { InvalidRequestError, XrpcError } from '../errors'
 import type { AppEnv, Deps } from '../http/context'
-import { markPrivate } from '../http/private'
+import { markPrivate, withHeaders } from '../http/private'
 
 type Method = l.Query | l.Procedure
 
@@ -106,10 +106,10 @@ export class XrpcRouter {
       c.header('cache-control', 'private')
       c.header('vary', 'Authorization', { append: true })
     }
-    const auth = await this.authenticate(c, route.auth, nsid)
+    const { auth, headers } = await this.authenticate(c, route.auth, nsid, false)
     const input = await readInput(route, req)
     const result = await route.handler({ deps, params, input, auth, req } as HandlerArgs<Method, unknown>)
-    if (result instanceof Response) return authenticated ? markPrivate(result) : result
+    if (result instanceof Response) return authenticated ? withHeaders(markPrivate(result), headers) : result
     return result === undefined ? c.body(null, 200) : c.json(result)
   }
 
@@ -118,16 +118,33 @@ export class XrpcRouter {
     const deps = c.get('deps')
     const req = c.req.raw
     const prepared = await this.fallback.prepare({ deps, nsid, req })
-    const auth = await this.authenticate(c, this.fallback.auth, nsid)
-    return markPrivate(await this.fallback.handler({ deps, nsid, req, auth, prepared }))
+    const { auth, headers } = await this.authenticate(c, this.fallback.auth, nsid, true)
+    return withHeaders(markPrivate(await this.fallback.handler({ deps, nsid, req, auth, prepared })), headers)
   }
 
-  /** Runs a policy; the caller's DID goes into the request log. */
-  private async authenticate<C>(c: Context<AppEnv>, policy: AuthPolicy<C>, nsid: string): Promise<C> {
-    const { config, cache } = c.get('deps')
-    const auth = await policy({ config, cache, authorization: c.req.header('authorization') ?? null, nsid })
+  /**
+   * Runs a policy; the caller's DID goes into the request log. Headers the
+   * policy adds (the DPoP nonce) go on every answer: set on the context for
+   * JSON and error answers, returned for handlers that build a Response.
+   */
+  private async authenticate<C>(c: Context<AppEnv>, policy: AuthPolicy<C>, nsid: string, forwarded: boolean): Promise<{ auth: C; headers: Record<string, string> }> {
+    const deps = c.get('deps')
+    const headers: Record<string, string> = {}
+    const auth = await policy({
+      config: deps.config,
+      cache: deps.cache,
+      db: deps.db,
+      authorization: c.req.header('authorization') ?? null,
+      nsid,
+      forwarded,
+      request: c.req.raw,
+      setHeader: (name, value) => {
+        headers[name] = value
+        c.header(name, value)
+      },
+    })
     if (auth !== null && typeof auth === 'object' && 'did' in auth) c.set('authDid', String(auth.did))
-    return auth
+    return { auth, headers }
   }
 }
 

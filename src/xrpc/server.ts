@@ -78,7 +78,13 @@ export const registerServerMethods = (x: XrpcRouter): void => {
     return { ...tokens, ...view }
   })
 
-  x.query(com.atproto.server.getSession.main, accessAuth, async ({ deps }) => accountView(deps))
+  // An OAuth session sees the email only with account:email (or transition:email), as the reference.
+  x.query(com.atproto.server.getSession.main, accessAuth, async ({ deps, auth }) => {
+    const view = await accountView(deps)
+    if (auth.mayReadEmail()) return view
+    const { email: _email, emailConfirmed: _confirmed, ...withoutEmail } = view
+    return withoutEmail
+  })
 
   x.procedure(com.atproto.server.refreshSession.main, refreshAuth, async ({ deps, auth }) => {
     const [tokens, view] = await Promise.all([rotateSession(deps.db, deps.config, auth.tokenId), accountView(deps)])

@@ -11,7 +11,7 @@ import { openDb, type Db } from '../../src/db/client'
 import { getRefreshToken } from '../../src/db/tokens'
 import type { Config } from '../../src/env'
 import { AuthScope, createSessionTokens, revokeSession, rotateSession } from '../../src/auth/session'
-import { accessAuth, accessOrServiceAuth, anyRefreshAuth, fullAccessAuth, optionalAccessAuth, refreshAuth } from '../../src/auth/verifier'
+import { accessAuth, accessOrServiceAuth, anyRefreshAuth, fullAccessAuth, optionalAccessAuth, refreshAuth, type AuthRequest } from '../../src/auth/verifier'
 import { KvCache } from '../../src/cache/kv-cache'
 import { XrpcError } from '../../src/errors'
 import { testConfig, wipeDatabase, workerEnv } from '../repo/fixtures'
@@ -20,7 +20,16 @@ const bearer = (token: string): string => `Bearer ${token}`
 
 /** The auth policies as a route runs them, for an Authorization header. */
 const cache = new KvCache(workerEnv.CACHE)
-const request = (config: Config, authorization: string | undefined) => ({ config, cache, authorization: authorization ?? null, nsid: 'com.atproto.server.getSession' })
+const request = (config: Config, authorization: string | undefined, nsid = 'com.atproto.server.getSession'): AuthRequest => ({
+  config,
+  cache,
+  db: openDb(workerEnv.DB),
+  authorization: authorization ?? null,
+  nsid,
+  forwarded: false,
+  request: new Request(`${config.serviceUrl}/xrpc/${nsid}`),
+  setHeader: () => undefined,
+})
 const verifyAccess = (config: Config, header: string | undefined) => accessAuth(request(config, header))
 const verifyOptionalAccess = (config: Config, header: string | undefined) => optionalAccessAuth(request(config, header))
 const verifyRefresh = (config: Config, header: string | undefined, opts: { allowExpired?: boolean } = {}) =>
@@ -101,7 +110,7 @@ describe('verifying tokens', () => {
     expect(await xrpcFailure(verifyOptionalAccess(cfg, access))).toEqual(refused)
     expect(await xrpcFailure(verifyRefresh(cfg, refresh))).toEqual(refused)
     expect(await xrpcFailure(verifyRefresh(cfg, refresh, { allowExpired: true }))).toEqual(refused)
-    const asUpload = { config: cfg, cache, authorization: access, nsid: 'com.atproto.repo.uploadBlob' }
+    const asUpload = request(cfg, access, 'com.atproto.repo.uploadBlob')
     expect(await xrpcFailure(accessOrServiceAuth(asUpload))).toEqual(refused)
     expect(await xrpcFailure(fullAccessAuth(asUpload))).toEqual(refused)
   })

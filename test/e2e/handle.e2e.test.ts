@@ -41,7 +41,7 @@ describe('a did:web account', () => {
     pds = await startPds({ vars: DOH })
     token = (await createSession(pds, pds.handle, pds.password)).accessJwt
   }, 120_000)
-  afterAll(() => stopPds(pds))
+  afterAll(() => stopPds(pds), 30_000)
 
   test('a handle that does not resolve, or resolves to someone else, is refused and nothing changes', async () => {
     expectXrpcError(await xpost(pds, 'com.atproto.identity.updateHandle', { handle: 'nobody.example.com' }, token), 400, 'InvalidRequest', /does not resolve to/)
@@ -105,7 +105,7 @@ describe('a did:plc account', () => {
   afterAll(async () => {
     await stopPds(pds)
     await ref?.stop()
-  })
+  }, 30_000)
 
   test('a fresh did:plc starts active with its genesis commit; a handle change is a PLC operation the directory accepts', async () => {
     const token = (await createSession(pds, did, pds.password)).accessJwt

@@ -7,35 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { type PdsProcess, startPds, stopPds } from './harness'
+import { lineFor, logLines } from './helpers/request-log'
 import { usePds } from './use-pds'
-import { expectStatus, post, xget, xpost, type XrpcResponse } from './xrpc-client'
-
-/** Every JSON object wrangler dev printed (console.log and console.error lines). */
-const logLines = (pds: PdsProcess): Record<string, any>[] =>
-  pds
-    .output()
-    .split('\n')
-    .map((line) => line.slice(line.indexOf('{')))
-    .filter((line) => line.startsWith('{'))
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line)]
-      } catch {
-        return []
-      }
-    })
-
-/** The log line of one response (waits briefly: output arrives asynchronously). */
-const lineFor = async (pds: PdsProcess, res: XrpcResponse, pick = (l: Record<string, any>) => 'status' in l): Promise<Record<string, any>> => {
-  const id = res.headers.get('x-request-id')
-  expect(id).toMatch(/^[0-9a-f-]{36}$/)
-  for (let i = 0; i < 50; i++) {
-    const line = logLines(pds).find((l) => l.requestId === id && pick(l))
-    if (line) return line
-    await Bun.sleep(100)
-  }
-  throw new Error(`no log line for request ${id}:\n${pds.output().slice(-3000)}`)
-}
+import { expectStatus, post, xget, xpost } from './xrpc-client'
 
 describe('a healthy PDS', () => {
   let pds: PdsProcess
