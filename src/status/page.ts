@@ -40,7 +40,13 @@ const STYLE = `${BASE_STYLE}
 /** The whole page for one report. */
 export const renderStatusPage = (r: StatusReport): string => {
   const now = r.generatedAt
-  const account = `<span data-field="account" class="pill${r.account.active ? '' : ' warn'}">${escapeHtml(r.account.status)}</span>`
+  // An inactive account says why it matters: a deployment waiting for its account, or one it left.
+  const inactiveNote = r.account.active
+    ? ''
+    : r.repo
+      ? ' <span class="muted">the repo is served only to its owner; writes are refused</span>'
+      : ' <span class="muted">waiting for the account to be migrated here</span>'
+  const account = `<span data-field="account" class="pill${r.account.active ? '' : ' warn'}">${escapeHtml(r.account.status)}</span>${inactiveNote}`
   const repo = r.repo
     ? [
         row('Records', text('records', r.repo.records, 'num')),
@@ -51,7 +57,7 @@ export const renderStatusPage = (r: StatusReport): string => {
         row('Last commit', time(r.repo.lastCommitAt, now, 'last-commit')),
         row('Revision', text('rev', r.repo.rev, 'mono')),
       ].join('')
-    : row('Repository', '<span class="muted">created on the first request that needs it</span>')
+    : row('Repository', '<span data-field="records" class="muted">none yet: it arrives with the account (npm run migrate)</span>')
   const crawl = r.relays.lastCrawlRequest
   const relays = [
     row('Relays', r.relays.hosts.length ? text('relays', r.relays.hosts.join(', '), 'mono') : '<span data-field="relays" class="muted">none configured</span>'),

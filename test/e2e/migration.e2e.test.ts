@@ -22,7 +22,7 @@ import { type Subscriber, subscribe } from './helpers/firehose-client'
 import { isCommitFrame, StreamChecker } from './helpers/firehose-verify'
 import { deactivateOld, migrate, referencePlcToken, seedAccount, type Side, snapshot, type Snapshot } from './helpers/migration'
 import { HAVE_REFERENCE, type ReferencePds, spawnReference } from './helpers/reference-peer'
-import { createSession, expectStatus, expectXrpcError, post, xget, xpost, verifyRepoCar } from './xrpc-client'
+import { createSession, expectStatus, expectXrpcError, post, request, xget, xpost, verifyRepoCar } from './xrpc-client'
 
 const HANDLE = 'alice.test'
 /** The reference serves preferences itself only with an AppView configured; nothing is ever sent to this one. */
@@ -87,6 +87,11 @@ describe('a deployment for an existing DID', () => {
       401,
       'AccountDeactivated',
     )
+    // The status page says what the owner is looking at.
+    const page = await request(ours, '/')
+    expect(page.text).toContain('data-field="account" class="pill warn">deactivated')
+    expect(page.text).toContain('waiting for the account to be migrated here')
+    expect(expectStatus(await request(ours, '/status.json'), 200).body).toMatchObject({ account: { active: false, status: 'deactivated' }, repo: null })
     // The firehose has nothing to say yet.
     const sub = await subscribe(ours, 0)
     await Bun.sleep(500)

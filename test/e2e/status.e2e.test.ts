@@ -113,7 +113,24 @@ test('the page shows exactly what the API says, in a real browser; screenshot sa
   mkdirSync(join(REPO_ROOT, '.tmp'), { recursive: true })
   await page.screenshot({ path: SCREENSHOT, fullPage: true })
   console.log(`status page screenshot: ${SCREENSHOT}`)
+  // On a phone: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 })
+  expect(Number(await page.evaluate('document.documentElement.scrollWidth'))).toBeLessThanOrEqual(390)
+  await page.screenshot({ path: SCREENSHOT.replace('.png', '-phone.png'), fullPage: true })
   await page.close()
+}, 60_000)
+
+test('a deactivated account is shown as such, with what it means; activation brings it back', async () => {
+  expectStatus(await xpost(pds, 'com.atproto.server.deactivateAccount', {}, token), 200)
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 } })
+  expect((await page.goto(`${pds.url}/`))?.status()).toBe(200)
+  expect((await page.locator('[data-field="account"]').innerText()).trim()).toBe('deactivated')
+  expect(await page.locator('body').innerText()).toContain('the repo is served only to its owner')
+  expect(Number(await page.evaluate('document.documentElement.scrollWidth'))).toBeLessThanOrEqual(390)
+  await page.screenshot({ path: SCREENSHOT.replace('.png', '-deactivated-phone.png'), fullPage: true })
+  await page.close()
+  expectStatus(await xpost(pds, 'com.atproto.server.activateAccount', undefined, token), 200)
+  expect(expectStatus(await request(pds, '/status.json'), 200).body.account).toEqual({ active: true, status: 'active' })
 }, 60_000)
 
 test('nothing private: no email, password, keys, tokens or client address in the page or its JSON', async () => {
