@@ -6,7 +6,7 @@
  * is logged under the request id instead).
  */
 import type { Context } from 'hono'
-import { AccountInactiveError } from '../account/status'
+import { AccountInactiveError } from '../account-status'
 import { BlobTooLargeError, EmptyBlobError, LengthRequiredError } from '../blobs/store'
 import { ConfigError } from '../env'
 import { InvalidRequestError, XrpcError } from '../errors'

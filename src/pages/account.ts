@@ -3,7 +3,7 @@
  * sessions (password sessions and signed-in browsers), each with its revoke
  * button; a new app password is shown once, right after it is made.
  */
-import type { AccountOverview } from '../oauth/owner-account'
+import type { AccountOverview } from '../account/owner-page'
 import { ago, escapeHtml, FORM_STYLE, hiddenFields, pageHeader, renderPage } from './layout'
 
 export interface AccountPage {

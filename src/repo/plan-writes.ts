@@ -16,7 +16,7 @@
  */
 import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
 import { Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
-import { assertActive } from '../account/status'
+import { assertActive } from '../account-status'
 import { selectAccount, type AccountRow } from '../db/account-row'
 import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
 import { selectBacklinkUris } from '../db/records'

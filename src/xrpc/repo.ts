@@ -3,7 +3,7 @@
  * write path), record reads and blob uploads, with the reference PDS's errors.
  */
 import { parseCid, type Cid } from '@atproto/lex-data'
-import { assertRepoAvailable } from '../account/status'
+import { assertRepoAvailable } from '../account-status'
 import { assertMayUploadBlob, assertMayWriteRecords, type AccessCredentials, type RecordAction } from '../auth/credentials'
 import { accessAuth, accessOrServiceAuth, noAuth } from '../auth/verifier'
 import { listMissingBlobRefs } from '../db/blobs'

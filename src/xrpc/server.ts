@@ -5,7 +5,7 @@
 import { verifyAppPassword } from '../auth/app-passwords'
 import { createSessionTokens, revokeSession, rotateSession } from '../auth/session'
 import { anyRefreshAuth, accessAuth, noAuth, refreshAuth } from '../auth/verifier'
-import { statusView } from '../account/status'
+import { statusView } from '../account-status'
 import { type EmailState, getEmailState } from '../email/account-email'
 import { AuthRequiredError, InvalidRequestError, RateLimitExceededError } from '../errors'
 import type { Deps } from '../http/context'

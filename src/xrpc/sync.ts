@@ -4,7 +4,7 @@
  * does. Reads never write: they answer on the repo as it exists.
  */
 import { parseCid, type Cid } from '@atproto/lex-data'
-import { assertRepoAvailable, statusView } from '../account/status'
+import { assertRepoAvailable, statusView } from '../account-status'
 import type { AccessCredentials } from '../auth/credentials'
 import { noAuth, optionalAccessAuth } from '../auth/verifier'
 import { getRootAndAccount } from '../db/account-row'

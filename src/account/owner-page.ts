@@ -12,9 +12,9 @@ import { deleteAppPassword, listAppPasswords, type AppPasswordRow } from '../db/
 import { listSessions } from '../db/oauth'
 import { listDevices, listGrants, revokeClient } from '../db/oauth-account'
 import { deleteRefreshTokenChain, listLiveRefreshTokens } from '../db/tokens'
-import { iso, type OAuthContext } from './context'
-import { signOutDevice } from './devices'
-import { describeScope } from './scope-descriptions'
+import { iso, type OAuthContext } from '../oauth/context'
+import { signOutDevice } from '../oauth/devices'
+import { describeScope } from '../oauth/scope-descriptions'
 
 /** How long a password session's refresh token lives (src/auth/session.ts): it was issued this long before it expires. */
 const PASSWORD_REFRESH_LIFETIME_MS = 90 * 24 * 3600 * 1000

@@ -4,8 +4,8 @@
  * `suspended`). Inactive accounts accept no repo writes; their repo is served
  * only to their owner.
  */
-import type { AccountRow, AccountStatus } from '../db/account-row'
-import { InvalidRequestError } from '../errors'
+import type { AccountRow, AccountStatus } from './db/account-row'
+import { InvalidRequestError } from './errors'
 
 export type { AccountRow, AccountStatus }
 
