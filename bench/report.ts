@@ -3,7 +3,7 @@
  * notes, printed and written to bench/results.md.
  */
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { fmt } from './stats'
 
 export interface Row {
@@ -63,9 +63,38 @@ export class Report {
     ].join('\n')
   }
 
-  write(path: string, markdown: string): void {
-    writeFileSync(path, markdown)
+  /** The same table and notes as a section of their own (a phase run alone, e.g. `bun bench/import.ts`). */
+  section(title: string, header: { date: string; machine: string; code: string; run: string; elapsedS: number }): string {
+    return [
+      `## ${title}`,
+      '',
+      `- Date: ${header.date}`,
+      `- Machine: ${header.machine}`,
+      `- Code: ${header.code}`,
+      `- Run: \`${header.run}\`; ${header.elapsedS.toFixed(0)} s in total. Both servers measured in the same run; compare the **ratios**.`,
+      '',
+      this.table(),
+      '',
+      ...this.notes.map((n) => `- ${n}`),
+    ].join('\n')
   }
+
+  /** Writes the full run's results, keeping the sections standalone runs left in the file. */
+  write(path: string, markdown: string): void {
+    const kept = existsSync(path) ? [...readFileSync(path, 'utf8').matchAll(SECTION)].map((m) => m[0]) : []
+    writeFileSync(path, kept.length ? `${markdown.trimEnd()}\n\n${kept.join('\n\n')}\n` : markdown)
+  }
+}
+
+/** A standalone run's section: `<!-- standalone:KEY -->` ... `<!-- /standalone:KEY -->`. */
+const SECTION = /<!-- standalone:([\w-]+) -->[\s\S]*?<!-- \/standalone:\1 -->/g
+
+/** Puts `text` in results file `path` as section `key`, replacing that section's last run. */
+export const writeSection = (path: string, key: string, text: string): void => {
+  const block = `<!-- standalone:${key} -->\n${text.trimEnd()}\n<!-- /standalone:${key} -->`
+  const current = existsSync(path) ? readFileSync(path, 'utf8') : ''
+  const marker = new RegExp(`<!-- standalone:${key} -->[\\s\\S]*?<!-- /standalone:${key} -->`)
+  writeFileSync(path, marker.test(current) ? current.replace(marker, () => block) : `${current.trimEnd()}\n\n${block}\n`)
 }
 
 /** The commit the working tree is at, and whether it has uncommitted changes to tracked files. */

@@ -4,19 +4,23 @@
  *
  *   bun bench/run.ts            full run (300 + 408 writes each, 10,000-record getRepo, firehose x1/x50, 3 x 50 MB uploadBlob)
  *   bun bench/run.ts --quick    smaller run, for a quick check (~2.5 min)
+ *   bun bench/run.ts --import-records 100000    phase 9 with that many records (default 10,000; 2,000 with --quick)
+ *   bun bench/run.ts --only import [--import-records N]    phase 9 alone, into its own section of results.md
  *
  * Phases, each interleaved between the two servers (bench/rounds.ts):
  * 0 GET / and _health; 1 sequential createRecord; 2 eight concurrent clients;
  * 3 D1 round trips and rows per write (our request log); 4 server CPU per
  * write (/proc); 6 firehose delivery with 1 and 50 subscribers; 5 getRepo of
  * a seeded repo with the server's peak RSS (seeding makes repos big); 7
- * uploadBlob of a large random binary with throughput and peak RSS (last).
+ * uploadBlob of a large random binary with throughput and peak RSS; 9
+ * importRepo of a seeded account's CAR on fresh servers (bench/import.ts, last).
  * Progress goes to stderr; the table to stdout and bench/results.md.
  */
 import { join } from 'node:path'
 import { Payload, uploadBlob, type BlobUpload } from './blobs'
 import { Fanout, measureDelivery, type DeliveryRun } from './firehose'
 import { downloadRepo, type RepoDownload } from './getrepo'
+import { importConfigFrom, importPhase, runImportStandalone } from './import'
 import { machine } from './proc'
 import { gitDescribe, Report } from './report'
 import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
@@ -26,6 +30,8 @@ import { fmt, median, percentile, sum } from './stats'
 import { concurrentWrites, seedRecords, sequentialWrites, type WriteRun } from './writes'
 
 const QUICK = process.argv.includes('--quick')
+const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
+const IMPORT = importConfigFrom(process.argv, QUICK)
 const CONFIG = QUICK
   ? { proxied: 60, pings: 30, warmup: 10, seqRounds: 2, seqWrites: 50, concRounds: 2, clients: 8, perClient: 5, records: 2_000, downloads: 3, fhWrites: 40, fhBlock: 20, fanout: 50, blobMB: 20, blobRounds: 1 }
   : { proxied: 200, pings: 60, warmup: 20, seqRounds: 3, seqWrites: 100, concRounds: 3, clients: 8, perClient: 17, records: 10_000, downloads: 3, fhWrites: 100, fhBlock: 25, fanout: 50, blobMB: 50, blobRounds: 3 }
@@ -94,7 +100,7 @@ const main = async (): Promise<void> => {
   process.on('exit', () => appView.stop())
   const target = { url: appView.url, did: STUB_APPVIEW_DID }
   const pair = await both(async (name) => {
-    const server = await (name === 'ours' ? startOurs(target) : startReference(target))
+    const server = await (name === 'ours' ? startOurs({ appView: target }) : startReference({ appView: target }))
     servers.push(server)
     return server
   })
@@ -304,15 +310,22 @@ const main = async (): Promise<void> => {
       `Returned mimeType, ours: ${uploads.ours[0]?.result.mimeType}; reference: ${uploads.ref[0]?.result.mimeType}.`,
   )
 
+  // 9: importRepo, on servers of its own (the main pair stops first, so the machine is quieter).
+  progress('phase 9: stopping the main pair; importRepo on fresh servers')
+  await Promise.allSettled([pair.ours.stop(), pair.ref.stop()])
+  await importPhase(report, IMPORT, { progress, track: (s) => servers.push(s) })
+
   const elapsedS = (performance.now() - t0) / 1000
-  const markdown = report.markdown({ date, machine: host, code, quick: QUICK, config: JSON.stringify(CONFIG), elapsedS })
+  const markdown = report.markdown({ date, machine: host, code, quick: QUICK, config: JSON.stringify({ ...CONFIG, import: IMPORT }), elapsedS })
   report.write(RESULTS, markdown)
   console.log(markdown)
   progress(`done in ${elapsedS.toFixed(0)} s; written to ${RESULTS}`)
 }
 
 try {
-  await main()
+  if (ONLY === 'import') await runImportStandalone(IMPORT, QUICK)
+  else if (ONLY !== undefined) throw new Error(`--only ${ONLY}: only "import" runs alone`)
+  else await main()
 } catch (err) {
   // After Ctrl-C the in-flight request fails as its server goes away: not worth a stack trace.
   progress(stopping ? 'interrupted' : `failed: ${(err as Error)?.stack ?? err}`)

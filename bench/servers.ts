@@ -27,6 +27,8 @@ export interface Server {
   breakdown(): Record<string, number[]>
   /** Everything the server logged so far (ours only; '' for the reference). */
   log(): string
+  /** Where wrangler keeps the local D1, R2 and KV state (ours only). */
+  persistDir?: string
   /** Stop and start again with the same state (ours only). */
   restart?(): Promise<void>
   stop(): Promise<void>
@@ -90,14 +92,22 @@ export interface AppViewTarget {
   did: string
 }
 
-export const startOurs = async (appView?: AppViewTarget): Promise<Server> => {
+export interface OursOptions {
+  appView?: AppViewTarget
+  handle?: string
+  /** Extra `--var`s, e.g. PDS_DID and PLC_URL for a deployment that an existing account moves to. */
+  vars?: Record<string, string>
+}
+
+export const startOurs = async (opts: OursOptions = {}): Promise<Server> => {
+  const { appView } = opts
   const sources = await snapshotSources()
   let pds: PdsProcess
   try {
     pds = await startPds({
-      handle: 'bench.test',
+      handle: opts.handle ?? 'bench.test',
       wranglerConfig: join(sources, 'wrangler.toml'),
-      vars: appView ? { BSKY_APPVIEW_URL: appView.url, BSKY_APPVIEW_DID: appView.did } : undefined,
+      vars: { ...(appView ? { BSKY_APPVIEW_URL: appView.url, BSKY_APPVIEW_DID: appView.did } : {}), ...opts.vars },
     })
   } catch (err) {
     await rm(sources, { recursive: true, force: true })
@@ -122,6 +132,7 @@ export const startOurs = async (appView?: AppViewTarget): Promise<Server> => {
       'wrangler node': wranglerNodesOf(wrangler),
     }),
     log: () => pds.output(),
+    persistDir: pds.persistDir,
     restart: async () => {
       await pds.restart()
       wrangler = findWranglerPid(pds.port)
@@ -136,17 +147,39 @@ export const startOurs = async (appView?: AppViewTarget): Promise<Server> => {
 /** Passed to the reference PDS as `blobUploadLimit` (PDS_BLOB_UPLOAD_LIMIT); ours defaults to the same. */
 export const REFERENCE_BLOB_UPLOAD_LIMIT = 100 * 1024 * 1024
 
-export const startReference = async (appView?: AppViewTarget): Promise<Server> => {
+export interface ReferenceOptions {
+  appView?: AppViewTarget
+  handle?: string
+  password?: string
+  /** A PLC directory to register with instead of a new in-memory one (a second PDS for the same DIDs). */
+  plcUrl?: string
+  /** Extra @atproto/pds ServerEnvironment fields, applied last. */
+  env?: Record<string, unknown>
+}
+
+/** The reference, with what a migration from or to it needs. */
+export interface ReferenceServer extends Server {
+  /** Its PLC directory (in memory, in the reference's process, unless `plcUrl` was given). */
+  plcUrl: string
+  /** A full-access token of its account. */
+  accessJwt: string
+}
+
+export const startReference = async (opts: ReferenceOptions = {}): Promise<ReferenceServer> => {
+  const { appView } = opts
   // The reference's default blobUploadLimit is 5 MB; give it ours (100 MiB) for the uploadBlob phase.
   const ref = (await spawnReferencePds({
-    handle: 'bench.test',
-    password: 'bench-password',
-    env: { blobUploadLimit: REFERENCE_BLOB_UPLOAD_LIMIT, ...(appView ? { bskyAppViewUrl: appView.url, bskyAppViewDid: appView.did } : {}) },
+    handle: opts.handle ?? 'bench.test',
+    password: opts.password ?? 'bench-password',
+    plcUrl: opts.plcUrl,
+    env: { blobUploadLimit: REFERENCE_BLOB_UPLOAD_LIMIT, ...(appView ? { bskyAppViewUrl: appView.url, bskyAppViewDid: appView.did } : {}), ...opts.env },
   })) as {
     url: string
+    plcUrl: string
     did: string
     handle: string
     password: string
+    accessJwt: string
     pid: number
     stop(): Promise<void>
   }
@@ -156,6 +189,8 @@ export const startReference = async (appView?: AppViewTarget): Promise<Server> =
     did: ref.did,
     handle: ref.handle,
     password: ref.password,
+    plcUrl: ref.plcUrl,
+    accessJwt: ref.accessJwt,
     pids: () => [ref.pid],
     breakdown: () => ({ node: [ref.pid] }),
     log: () => '',

@@ -43,8 +43,16 @@ const ok = (res: XrpcResponse, what: string): XrpcResponse => {
 
 const authed = (token: string, extra: Record<string, string> = {}): Record<string, string> => ({ authorization: `Bearer ${token}`, ...extra })
 
-/** goat's sequence (steps numbered as in its source), stopping short of deactivating the old account. */
-export const migrate = async (m: MigrationInput): Promise<MigrationReport> => {
+/** What the new PDS needs to create the account that is moving in. */
+export type NewAccountInput = Pick<MigrationInput, 'did' | 'handle' | 'newPassword' | 'email' | 'from' | 'to'>
+
+/**
+ * goat's steps 1-4: the new PDS's service DID, a service token from the old
+ * PDS for createAccount there, createAccount (deactivated), and a session on
+ * the new PDS. Also what the importRepo benchmark does before it times the
+ * import (bench/import.ts).
+ */
+export const createAccountThere = async (m: NewAccountInput): Promise<{ serviceDid: string; session: Side }> => {
   const target = { url: m.to }
   // 1. the new PDS's service DID
   const serviceDid = ok(await xget(target, 'com.atproto.server.describeServer'), 'describeServer').body.did as string
@@ -71,7 +79,13 @@ export const migrate = async (m: MigrationInput): Promise<MigrationReport> => {
     }),
     'createSession',
   ).body
-  const to: Side = { url: m.to, token: session.accessJwt }
+  return { serviceDid, session: { url: m.to, token: session.accessJwt } }
+}
+
+/** goat's sequence (steps numbered as in its source), stopping short of deactivating the old account. */
+export const migrate = async (m: MigrationInput): Promise<MigrationReport> => {
+  const target = { url: m.to }
+  const { serviceDid, session: to } = await createAccountThere(m)
   // 5-6. the repo
   const car = ok(await xget(m.from, 'com.atproto.sync.getRepo', { did: m.did }, m.from.token), 'getRepo').bytes
   ok(
