@@ -6,11 +6,14 @@
  * elsewhere) is sampled for 20 s while a normal relay, live the
  * whole time, must keep getting every new commit, promptly and verified as a
  * relay verifies it (helpers/firehose-verify.ts). Done for a ~20 MB and a
- * ~40 MB log: the growth must stay under 96 MiB and, since the hub sends a
- * stalled socket no more than its budget, not follow the log's size. Both
- * figures are printed. Measured runs sit at 52-61 MiB (1155 and 2421 MiB
- * before the budget); the bound leaves room for local D1's noise so that the
- * test fails on queues that grow with the log, not on a garbage collection.
+ * ~40 MB log: the growth must stay under 64 MiB and, since the hub sends a
+ * stalled socket no more than its budget, not follow the log's size (the
+ * 40 MB figure at most 16 MiB above the 20 MB one). Both figures are
+ * printed. Measured runs sit at 52-61 MiB (1155 and 2421 MiB before the
+ * budget), close to the bound, and local D1 alone moves the figure by several
+ * MiB: a measurement over the bound is repeated once and the lower of the two
+ * counts, so a garbage collection does not fail the test while queues that
+ * grow (over the bound every time) still do.
  *
  * The bound is asserted on the workerd processes, the runtime that serves the
  * Worker and its Durable Object (what production has); the whole tree is
@@ -33,7 +36,7 @@ import { findWranglerPid, processName, processTree, rssOf, runtimeRss, toMiB, tr
 const MiB = 1024 * 1024
 const STALLED = 5
 const MEASURE_MS = 20_000
-const LIMIT_MIB = 96
+const LIMIT_MIB = 64
 
 let pds: PdsProcess
 let agent: AtpAgent
@@ -129,12 +132,25 @@ const measure = async (logMB: number): Promise<number> => {
   return growth
 }
 
-test('five consumers that never read, on a ~20 MB log: the server grows by at most 96 MiB and a live relay is served', async () => {
-  await appendBulkCommits(agent, pds.did, 20e6)
-  expect(await measure(20)).toBeLessThanOrEqual(LIMIT_MIB * MiB)
-}, 120_000)
+/** The growth, measured again once if over the bound (the lower of the two counts). */
+const measureTwiceIfOver = async (logMB: number): Promise<number> => {
+  const first = await measure(logMB)
+  if (first <= LIMIT_MIB * MiB) return first
+  console.log(`log ${logMB} MB: +${toMiB(first)} MiB is over ${LIMIT_MIB} MiB; measuring again`)
+  return Math.min(first, await measure(logMB))
+}
 
-test('the same on a ~40 MB log: still at most 96 MiB (the figure does not follow the log size)', async () => {
+const growthByLog = new Map<number, number>()
+
+test('five consumers that never read, on a ~20 MB log: the server grows by at most 64 MiB and a live relay is served', async () => {
   await appendBulkCommits(agent, pds.did, 20e6)
-  expect(await measure(40)).toBeLessThanOrEqual(LIMIT_MIB * MiB)
-}, 120_000)
+  growthByLog.set(20, await measureTwiceIfOver(20))
+  expect(growthByLog.get(20)!).toBeLessThanOrEqual(LIMIT_MIB * MiB)
+}, 200_000)
+
+test('the same on a ~40 MB log: still at most 64 MiB, and the figure does not follow the log size', async () => {
+  await appendBulkCommits(agent, pds.did, 20e6)
+  growthByLog.set(40, await measureTwiceIfOver(40))
+  expect(growthByLog.get(40)!).toBeLessThanOrEqual(LIMIT_MIB * MiB)
+  if (growthByLog.has(20)) expect(growthByLog.get(40)! - growthByLog.get(20)!).toBeLessThanOrEqual(16 * MiB)
+}, 200_000)
