@@ -23,7 +23,8 @@ export interface DbStats {
 /** A statement drizzle cannot express (recursive queries, JSON functions, inlined literals). */
 export interface SqlStatement {
   sql: string
-  params?: (string | number | null)[]
+  /** Uint8Array binds as a BLOB. */
+  params?: (string | number | null | Uint8Array)[]
 }
 
 export interface Db {

@@ -3,12 +3,13 @@
  * import_node, import_record; see drizzle/schema.ts). Blocks are staged in a
  * few large statements (values inlined as SQL literals: D1 binds at most 100
  * parameters per statement, and every statement of a Worker invocation
- * counts), the tree is walked with a recursive query, and one final batch
+ * counts; a block too large to inline gets a statement of its own with bound
+ * parameters), the tree is walked with a recursive query, and one final batch
  * moves the result into the repo atomically. Nothing here holds more than one
  * batch of blocks in memory.
  */
 import type { Db, SqlStatement } from './client'
-import { hexBytes } from './client'
+import { d1ErrorText, hexBytes } from './client'
 
 export interface StagedBlock {
   cid: string
@@ -17,8 +18,9 @@ export interface StagedBlock {
   recordJson: string | null
 }
 
-/** Statements stay well under D1's 100 KB statement limit. */
-const MAX_STATEMENT_CHARS = 90_000
+/** Statements stay well under D1's limit of 100 KB of SQL text (UTF-8 bytes; D1 refuses more with SQLITE_TOOBIG). */
+const MAX_STATEMENT_BYTES = 90_000
+const utf8 = new TextEncoder()
 
 const quote = (text: string): string => `'${text.replaceAll("'", "''")}'`
 const literal = (text: string | null): string => (text === null ? 'NULL' : quote(text))
@@ -43,10 +45,19 @@ export const stageBlocksStatements = (importId: string, blocks: StagedBlock[]): 
   }
   const id = assertPlain(importId)
   for (const b of blocks) {
-    const row = `('${id}','${assertPlain(b.cid)}',X'${hexBytes(b.content)}',${literal(b.nodeJson)},${literal(b.recordJson)})`
-    if (size + row.length + 1 > MAX_STATEMENT_CHARS) flush()
-    values.push(row)
-    size += row.length + 1
+    const cid = assertPlain(b.cid)
+    const node = literal(b.nodeJson)
+    const record = literal(b.recordJson)
+    // The row's SQL text: hex content, the JSON literals in UTF-8, and 16 bytes of punctuation.
+    const rowBytes = id.length + cid.length + 2 * b.content.byteLength + utf8.encode(node).byteLength + utf8.encode(record).byteLength + 16
+    if (head.length + rowBytes > MAX_STATEMENT_BYTES) {
+      // A block over ~45 KB (records may reach 1 MB) cannot be inlined even alone; bound values have no such limit.
+      statements.push({ sql: `${head}(?, ?, ?, ?, ?)`, params: [id, cid, b.content, b.nodeJson, b.recordJson] })
+      continue
+    }
+    if (size + rowBytes > MAX_STATEMENT_BYTES) flush()
+    values.push(`('${id}','${cid}',X'${hexBytes(b.content)}',${node},${record})`)
+    size += rowBytes
   }
   flush()
   return statements
@@ -93,6 +104,12 @@ export const walkStatements = (importId: string, dataRoot: string, did: string):
     params: [importId, did],
   },
 ]
+
+/** The walk listed one record path twice: two nodes of the tree hold the same key (not a valid MST). */
+export const isDuplicatePathError = (err: unknown): boolean => /UNIQUE constraint failed: import_record/i.test(d1ErrorText(err))
+
+/** The final batch found this import's staged rows gone (see finishImportStatements). */
+export const isStagingGoneError = (err: unknown): boolean => /NOT NULL constraint failed: commit_chain\.committed_at/i.test(d1ErrorText(err))
 
 /** What the walk found missing: MST nodes and record blocks the CAR did not hold (a few of each, and the counts). */
 export const findMissing = async (
@@ -155,8 +172,15 @@ export const finishImportStatements = (f: FinishImport): SqlStatement[] => {
   const run = (sql: string): SqlStatement => ({ sql, params: params.slice(0, Math.max(...[...sql.matchAll(/\?(\d)/g)].map((m) => Number(m[1])))) })
   return [
     run(`UPDATE import_record SET changed = NOT EXISTS (SELECT 1 FROM record r WHERE r.uri = import_record.uri AND r.cid = import_record.cid) WHERE import_id = ?1`),
-    // The commit chain first: its guards refuse a rev that does not increase.
-    { sql: 'INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, ?)', params: [f.commitCid, f.rev, f.prevRoot ?? '', f.now] },
+    // The commit chain first: its guards refuse a rev that does not increase. Every import starts by clearing
+    // the staging tables, so another import may have emptied this one's after it was walked; on empty staging
+    // the statements below would delete every record and leave the root without its blocks. The commit block
+    // is staged until this batch ends, so without it committed_at is NULL and NOT NULL aborts the batch.
+    {
+      sql: `INSERT INTO commit_chain (cid, rev, prev, committed_at)
+        VALUES (?1, ?2, ?3, (SELECT ?4 WHERE EXISTS (SELECT 1 FROM import_block WHERE import_id = ?5 AND cid = ?1)))`,
+      params: [f.commitCid, f.rev, f.prevRoot ?? '', f.now, f.importId],
+    },
     run(`INSERT INTO block (cid, rev, size, content)
       SELECT b.cid, ?2, length(b.content), b.content FROM import_block b WHERE b.import_id = ?1 AND ${inNewTree}
       ON CONFLICT (cid) DO UPDATE SET rev = CASE WHEN block.removed_rev IS NULL THEN block.rev ELSE excluded.rev END, removed_rev = NULL, removed_at = NULL`),

@@ -20,7 +20,16 @@ import { decode } from '@atproto/lex-cbor'
 import { isCid } from '@atproto/lex-data'
 import { verifyCommitSig } from '@atproto/repo'
 import type { Db } from '../../db/client'
-import { clearStagingStatements, findMissing, finishImportStatements, stageBlocksStatements, walkStatements, type StagedBlock } from '../../db/import'
+import {
+  clearStagingStatements,
+  findMissing,
+  finishImportStatements,
+  isDuplicatePathError,
+  isStagingGoneError,
+  stageBlocksStatements,
+  walkStatements,
+  type StagedBlock,
+} from '../../db/import'
 import { getRoot, isStaleCommitError } from '../../db/repo'
 import { InvalidImportError, readCarStream } from './car-stream'
 import { classifyBlock } from './classify'
@@ -94,7 +103,13 @@ export const importRepo = async (ctx: ImportContext, body: ReadableStream<Uint8A
       throw new InvalidImportError(`The repo here (rev ${current.rev}) is newer than this CAR (rev ${commit.rev})`)
     }
 
-    await db.batchSql(walkStatements(importId, commit.data.toString(), ctx.did))
+    try {
+      await db.batchSql(walkStatements(importId, commit.data.toString(), ctx.did))
+    } catch (err) {
+      // Keys are checked in order within each node only; a key held by two nodes surfaces here.
+      if (isDuplicatePathError(err)) throw new InvalidImportError('The repo holds the same record path twice (not a valid MST)')
+      throw err
+    }
     const missing = await findMissing(db, importId)
     if (missing.nodes + missing.records > 0) {
       throw new InvalidImportError(`The CAR does not hold the whole repo: ${missing.examples.join(', ')} missing`)
@@ -103,6 +118,7 @@ export const importRepo = async (ctx: ImportContext, body: ReadableStream<Uint8A
       await db.batchSql(finishImportStatements({ importId, did: ctx.did, commitCid: root, rev: commit.rev, prevRoot: current?.cid ?? null, now: new Date().toISOString() }))
     } catch (err) {
       if (isStaleCommitError(err)) throw new InvalidImportError('The repo changed while it was being imported; import again')
+      if (isStagingGoneError(err)) throw new InvalidImportError('Another import ran meanwhile and cleared this one; import again')
       throw err
     }
     return { commit: root, rev: commit.rev, records: missing.recordCount, blocks: count, bytes, unchanged: false }
