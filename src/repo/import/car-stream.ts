@@ -38,26 +38,36 @@ class ByteReader {
     return this.buffer.byteLength - this.offset
   }
 
-  /** Ensures `n` bytes are buffered; false at a clean end of stream with nothing buffered. */
+  /**
+   * Ensures `n` bytes are buffered; false at a clean end of stream with
+   * nothing buffered. Chunks are gathered first and joined once, so a block
+   * arriving in many small chunks is copied once, not once per chunk.
+   */
   private async fill(n: number): Promise<boolean> {
-    while (this.available < n) {
-      if (this.done) {
-        if (this.available === 0) return false
-        throw new InvalidImportError('The CAR file ends in the middle of a block (truncated)')
-      }
+    if (this.available >= n) return true
+    const chunks = [this.buffer.subarray(this.offset)]
+    let have = this.available
+    while (have < n && !this.done) {
       const { done, value } = await this.reader.read()
-      if (done) {
-        this.done = true
-        continue
+      if (done) this.done = true
+      else if (value.byteLength > 0) {
+        chunks.push(value)
+        have += value.byteLength
       }
-      const rest = this.buffer.subarray(this.offset)
-      const next = new Uint8Array(rest.byteLength + value.byteLength)
-      next.set(rest, 0)
-      next.set(value, rest.byteLength)
-      this.buffer = next
+    }
+    if (chunks.length > 1) {
+      const joined = new Uint8Array(have)
+      let at = 0
+      for (const chunk of chunks) {
+        joined.set(chunk, at)
+        at += chunk.byteLength
+      }
+      this.buffer = joined
       this.offset = 0
     }
-    return true
+    if (have >= n) return true
+    if (have === 0) return false
+    throw new InvalidImportError('The CAR file ends in the middle of a block (truncated)')
   }
 
   /** An unsigned LEB128 varint, or null at the clean end of the stream. */
