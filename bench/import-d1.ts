@@ -32,14 +32,11 @@ export interface StagingReplay {
   sqlBytes: number
   /** Most parameters any staging statement binds (D1 allows 100). */
   maxParams: number
-  /** Wall time of the replay here (parse, hash, decode, classify, build SQL; single-threaded, so about its CPU). */
-  ms: number
 }
 
 export const replayStaging = async (car: Uint8Array): Promise<StagingReplay> => {
-  const t0 = performance.now()
   const { blocks } = await readCarStream(new Blob([car]).stream())
-  const out: StagingReplay = { blocks: 0, batches: 0, statements: 0, maxStatementsPerBatch: 0, maxStatementBytes: 0, sqlBytes: 0, maxParams: 0, ms: 0 }
+  const out: StagingReplay = { blocks: 0, batches: 0, statements: 0, maxStatementsPerBatch: 0, maxStatementBytes: 0, sqlBytes: 0, maxParams: 0 }
   const utf8 = new TextEncoder()
   let pending: StagedBlock[] = []
   let pendingBytes = 0
@@ -65,7 +62,6 @@ export const replayStaging = async (car: Uint8Array): Promise<StagingReplay> => 
     if (pendingBytes >= STAGE_BATCH_BYTES) flush()
   }
   flush()
-  out.ms = performance.now() - t0
   return out
 }
 

@@ -28,7 +28,7 @@ import { seedLivedInRepo } from './import-records'
 import { machine, sampleRss } from './proc'
 import { gitDescribe, Report, writeSection } from './report'
 import { both, measure, type Measured, type Pair } from './rounds'
-import { parseErrorLogs, type Server, type ServerName, startOurs, startReference } from './servers'
+import { parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
 import { fmt, median } from './stats'
 
 export interface ImportConfig {
@@ -176,6 +176,12 @@ interface Collected {
 
 const MIB = 1024
 
+/** Our request log's D1 figures for each import call, once when every call said the same. */
+const d1Calls = (logs: (RequestLog | undefined)[]): string => {
+  const text = logs.map((l) => (l ? `${l.d1.queries} round trips, ${l.d1.rowsRead.toLocaleString('en')} rows read, ${l.d1.rowsWritten.toLocaleString('en')} written (HTTP ${l.status})` : 'no log line'))
+  return new Set(text).size === 1 && text.length > 1 ? `each of the ${text.length} calls ${text[0]}` : text.join('; ')
+}
+
 const addFigures = (report: Report, cfg: ImportConfig, c: Collected): void => {
   const n = cfg.records.toLocaleString('en')
   const ok = (name: ServerName) => c.runs[name].filter((r) => r.result.status === 200)
@@ -227,10 +233,11 @@ const addFigures = (report: Report, cfg: ImportConfig, c: Collected): void => {
       `to the response ${phases.map((t, i) => fmt(ms[i] - t.finished)).join(', ')}. ` +
       `Staging, replayed with the Worker's own code on this CAR: ${c.replay.batches} batches, ${c.replay.statements} INSERT statements ` +
       `(at most ${c.replay.maxStatementsPerBatch} per batch, the largest ${c.replay.maxStatementBytes.toLocaleString('en')} bytes; D1 allows 100,000), ` +
-      `${fmt(c.replay.sqlBytes / 2 ** 20)} MiB of SQL for ${fmt(c.car.byteLength / 2 ** 20)} MiB of CAR; at most ${c.replay.maxParams} bound parameters in a staging statement. ` +
-      `The replay (reading, hashing, decoding and classifying every block, building the SQL: the Worker's JavaScript share of staging) took ${fmt(c.replay.ms)} ms here in bun; ` +
-      "locally the D1 simulator's SQLite runs in the user-worker workerd too, so its CPU and RSS above include what production D1 does on its own machines. " +
-      `D1 per importRepo call (request log): ${logs.map((l) => (l ? `${l.d1.queries} round trips, ${l.d1.rowsRead.toLocaleString('en')} rows read, ${l.d1.rowsWritten.toLocaleString('en')} written (HTTP ${l.status})` : 'no log line')).join('; ')}.`,
+      `${fmt(c.replay.sqlBytes / 2 ** 20)} MiB of SQL for ${fmt(c.car.byteLength / 2 ** 20)} MiB of CAR; ` +
+      `${c.replay.maxParams === 0 ? 'no staging statement binds a parameter' : `at most ${c.replay.maxParams} bound parameters in a staging statement`}. ` +
+      "Locally the D1 simulator's SQLite runs inside the user-worker workerd, so ours' CPU and RSS above include work production D1 does on its own machines " +
+      '(they bound the Worker\'s own share from above). ' +
+      `D1 per importRepo call (request log): ${d1Calls(logs)}.`,
   )
   for (const name of ['ours', 'ref'] as const) {
     for (const r of c.runs[name].filter((x) => x.result.status !== 200)) {
