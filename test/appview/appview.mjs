@@ -7,22 +7,27 @@
 // and, for the PDS under test (started by the caller once this is up, on a port chosen beforehand):
 //   a did:plc for its account (signing key, `atproto_pds` endpoint http://localhost:<pdsPort>, handle), and
 //   an AppView subscription to its firehose, started as soon as it answers /xrpc/_health, and
-//   a loopback control endpoint (`controlUrl`) to pause and resume that subscription's indexing.
+//   a loopback control endpoint (`controlUrl`) to pause and resume that subscription's indexing;
+// and, with `extraPdsPorts`, a subscription to each further PDS of ours on those ports (e.g. one an account
+// migrates to), started once it answers /xrpc/_health; the caller starts those PDSes and their accounts.
 //
 //   As a child process (from Bun, which cannot host @atproto/bsky or @atproto/pds):
 //     const av = await spawnAppview({ pdsPort, handle: 'alice.test' })   ... av.appviewUrl ...  await av.stop()
 //   CLI: APPVIEW_OPTS='{"pdsPort":1234}' node test/appview/appview.mjs
 //     -> prints one JSON line (stdout), runs until SIGINT/SIGTERM (or stdin EOF when spawned).
 //
-// Why the AppView has two firehose subscriptions: dev-env's TestBsky takes a single `repoProvider`,
+// Why the AppView has one firehose subscription per PDS: dev-env's TestBsky takes a single `repoProvider`,
 // normally a relay. No relay is installable here, so, as a relay would, we subscribe to each PDS: TestBsky's
-// own subscription reads the second PDS, and a second `RepoSubscription` (the same class, sharing TestBsky's
-// database and identity resolver) reads ours. Both start from cursor 0 and keep their cursor in memory.
+// own subscription reads the second PDS, and more `RepoSubscription`s (the same class, sharing TestBsky's
+// database and identity resolver) read ours. All start from cursor 0 and keep their cursor in memory, and
+// each applies the relay's host rule (network-stand-ins.mjs): an account's commits, #sync and #account
+// count only from the PDS its DID document names.
 //
 // Why handle resolution is overridden: the AppView verifies a handle by DNS or by
 // https://<handle>/.well-known/atproto-did. Neither reaches `*.test` handles on loopback, so it would show
 // `handle.invalid`. We answer from the PDS that hosts the handle instead, over plain HTTP with the handle
-// as Host header: the same check, pointed at a known host (as dev-env's own network does).
+// as Host header: the same check, pointed at a known host (as dev-env's own network does); a handle whose
+// account moved to one of the further PDSes is asked there too.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
@@ -32,6 +37,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, HOST, isMainModule, listenOnLoopback, spawnPeer, stopOnExitSignals } from '../shared/peer-process.mjs'
 import { appviewNode, ensureInstalled, postgresBin, redisServerBin } from './ensure-installed.mjs'
+import { acceptOnlyFromCurrentHost, resolveHandlesOnLoopback } from './network-stand-ins.mjs'
 
 const READY_TIMEOUT_MS = 60_000
 
@@ -123,25 +129,6 @@ async function startRedis(baseDir) {
 }
 
 /**
- * Points an identity resolver's handle check at the PDS hosting each handle (see the header comment).
- * `hosts` maps a handle to the base URL of its PDS; other handles keep the resolver's own behaviour.
- */
-function resolveHandlesOnLoopback(idResolver, hosts, request) {
-  const original = idResolver.handle.resolve.bind(idResolver.handle)
-  idResolver.handle.resolve = async (handle) => {
-    const base = hosts.get(handle.toLowerCase())
-    if (!base) return original(handle)
-    try {
-      const res = await request(new URL('/.well-known/atproto-did', base), { headers: { host: handle } })
-      const text = (await res.body.text()).trim()
-      return res.statusCode === 200 && text.startsWith('did:') ? text : undefined
-    } catch {
-      return undefined
-    }
-  }
-}
-
-/**
  * Lets a test hold back what the AppView indexes from one subscription, to observe a PDS's answers
  * *before* the AppView has seen a write (read-after-write) without racing the ~0.5 s indexing delay.
  * Every IndexingService method a firehose event calls waits while paused (records, deletions, handles,
@@ -175,12 +162,18 @@ function holdIndexing(indexingSvc) {
 /**
  * A loopback HTTP endpoint for the test process (which cannot reach into this one):
  *   POST /our-indexing/pause | /our-indexing/resume   GET /our-indexing
- * each answering {paused, cursor} (cursor: the last firehose seq of our PDS the AppView has taken in).
+ * each answering {paused, cursor} (cursor: the last firehose seq of our PDS the AppView has taken in);
+ *   GET /cursors   {"<port>": cursor} for every PDS the AppView subscribes to.
  */
-async function startControlServer({ gate, sub }) {
+async function startControlServer({ gate, sub, subs }) {
   const http = await import('node:http')
   const server = http.createServer(async (req, res) => {
     const route = `${req.method} ${new URL(req.url, 'http://x').pathname}`
+    if (route === 'GET /cursors') {
+      const cursors = Object.fromEntries(await Promise.all([...subs].map(async ([port, s]) => [port, (await s.getCursor()) ?? null])))
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(cursors))
+      return
+    }
     if (route === 'POST /our-indexing/pause') gate.pause()
     else if (route === 'POST /our-indexing/resume') gate.resume()
     else if (route !== 'GET /our-indexing') {
@@ -202,6 +195,7 @@ async function startControlServer({ gate, sub }) {
  * @param {number} opts.pdsPort  port the PDS under test will listen on (http://127.0.0.1:<port>)
  * @param {string} [opts.handle='alice.test']  its account's handle
  * @param {{handle?: string, password?: string, posts?: string[]}} [opts.friend]  the second PDS's account
+ * @param {number[]} [opts.extraPdsPorts]  ports of further PDSes of ours the AppView also subscribes to
  */
 export async function startAppview(opts) {
   await ensureInstalled()
@@ -227,6 +221,7 @@ export async function startAppview(opts) {
     posts: opts.friend?.posts ?? ['Hello from the second PDS', 'A second post by bob'],
   }
   const pdsUrl = `http://${HOST}:${opts.pdsPort}`
+  const extraPdsPorts = opts.extraPdsPorts ?? []
   const baseDir = await fs.mkdtemp(path.join(os.tmpdir(), 'appview-'))
   const cleanups = [() => fs.rm(baseDir, { recursive: true, force: true })]
   const stop = async () => {
@@ -285,14 +280,19 @@ export async function startAppview(opts) {
     // bsync pushes mutes and notification settings into the AppView's dataplane (as dev-env's network).
     bsync.ctx.dataplaneClients = [bsky.ctx.dataplane]
     mark('bsky')
+    // Each subscription takes an account's events only from its current PDS, as behind a relay.
+    const onlyFromCurrentHost = (sub, port) =>
+      acceptOnlyFromCurrentHost(sub.indexingSvc, bsky.dataplane.idResolver, port, (line) => console.error(`[appview] ${line}`))
+    onlyFromCurrentHost(bsky.sub, friendPort) // before the second PDS exists: no event has reached it yet
 
     const handleHosts = new Map([
       [handle.toLowerCase(), pdsUrl],
       [friend.handle.toLowerCase(), `http://localhost:${friendPort}`],
     ])
     // Before any event flows: the dataplane indexes handles, the API server re-checks them.
-    resolveHandlesOnLoopback(bsky.ctx.idResolver, handleHosts, request)
-    resolveHandlesOnLoopback(bsky.dataplane.idResolver, handleHosts, request)
+    const movedTo = extraPdsPorts.map((port) => `http://${HOST}:${port}`)
+    resolveHandlesOnLoopback(bsky.ctx.idResolver, handleHosts, movedTo, request)
+    resolveHandlesOnLoopback(bsky.dataplane.idResolver, handleHosts, movedTo, request)
 
     const friendDir = path.join(baseDir, 'pds2')
     await fs.mkdir(friendDir)
@@ -314,33 +314,36 @@ export async function startAppview(opts) {
       friendPosts.push({ uri: res.uri, cid: res.cid, text })
     }
 
-    // Our PDS starts after this process reports ready: subscribe as soon as it is healthy, so the
-    // firehose client does not sit in its reconnect backoff (1 s, 2 s, 4 s, ...) meanwhile.
-    const ourSub = new dev.RepoSubscription({
-      service: `ws://${HOST}:${opts.pdsPort}`,
-      db: bsky.db,
-      idResolver: bsky.dataplane.idResolver,
-    })
-    const gate = holdIndexing(ourSub.indexingSvc)
+    // Our PDSes start after this process reports ready: subscribe to each as soon as it is healthy, so
+    // the firehose client does not sit in its reconnect backoff (1 s, 2 s, 4 s, ...) meanwhile.
     let stopped = false
-    cleanups.push(async () => {
-      stopped = true
-      gate.resume()
-      await ourSub.destroy()
-    })
-    void (async () => {
-      while (!stopped) {
-        const ok = await fetch(`${pdsUrl}/xrpc/_health`, { signal: AbortSignal.timeout(2_000) }).then(
-          (r) => r.ok,
-          () => false,
-        )
-        if (ok) break
-        await sleep(200)
-      }
-      if (!stopped) await ourSub.start()
-    })()
+    const subscribeWhenHealthy = (port) => {
+      const sub = new dev.RepoSubscription({ service: `ws://${HOST}:${port}`, db: bsky.db, idResolver: bsky.dataplane.idResolver })
+      onlyFromCurrentHost(sub, port)
+      cleanups.push(async () => {
+        stopped = true
+        await sub.destroy()
+      })
+      void (async () => {
+        while (!stopped) {
+          const ok = await fetch(`http://${HOST}:${port}/xrpc/_health`, { signal: AbortSignal.timeout(2_000) }).then(
+            (r) => r.ok,
+            () => false,
+          )
+          if (ok) break
+          await sleep(200)
+        }
+        if (!stopped) await sub.start()
+      })()
+      return sub
+    }
+    const ourSub = subscribeWhenHealthy(opts.pdsPort)
+    const gate = holdIndexing(ourSub.indexingSvc)
+    cleanups.push(() => gate.resume()) // before the subscription stops (cleanups run last-in first-out)
+    const subs = new Map([[friendPort, bsky.sub], [opts.pdsPort, ourSub]])
+    for (const port of extraPdsPorts) subs.set(port, subscribeWhenHealthy(port))
 
-    const control = await startControlServer({ gate, sub: ourSub })
+    const control = await startControlServer({ gate, sub: ourSub, subs })
     cleanups.push(control.stop)
 
     return {
@@ -353,7 +356,8 @@ export async function startAppview(opts) {
       postgresUrl: pg.url,
       redisHost: redis.host,
       account: { did, handle, signingKeyHex: toHex(await signingKey.export()), rotationKeyHex: toHex(await rotationKey.export()) },
-      friend: { url: friendPds.url, did: agent.session.did, handle: agent.session.handle, password: friend.password, posts: friendPosts },
+      // dataDir: its account.sqlite holds the codes it issues (requestPlcOperationSignature), as the reference peer's.
+      friend: { url: friendPds.url, did: agent.session.did, handle: agent.session.handle, password: friend.password, posts: friendPosts, dataDir: friendDir },
       startupMs: Math.round(performance.now() - t0),
       timings,
       stop,

@@ -9,12 +9,18 @@
  * account is a did:plc whose key is our signing key and whose PDS is our URL, and a reference PDS
  * hosting bob. The AppView indexes both PDSes' firehoses. Read-after-write is checked with the
  * AppView's indexing of our firehose paused, so "not yet indexed" is a fact the test verifies rather
- * than a race it hopes to win.
+ * than a race it hopes to win. Last, bob migrates from the reference PDS to a second deployment of ours
+ * (goat's calls) and the AppView keeps serving him: old posts, handle, and what he posts from ours.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { join } from 'node:path'
 import { AtpAgent } from '@atproto/api'
+import { Secp256k1Keypair } from '@atproto/crypto'
 import { freePort, type PdsProcess, REPO_ROOT, startPds, stopPds } from './harness'
+import { logHead, subscribe } from './helpers/firehose-client'
+import { StreamChecker } from './helpers/firehose-verify'
+import { deactivateOld, migrate, referencePlcToken, type Side } from './helpers/migration'
+import { createSession, expectStatus, xget, xpost } from './xrpc-client'
 
 interface Appview {
   appviewUrl: string
@@ -23,7 +29,7 @@ interface Appview {
   plcUrl: string
   plcUrlIp: string
   account: { did: string; handle: string; signingKeyHex: string }
-  friend: { url: string; did: string; handle: string; password: string; posts: { uri: string; cid: string; text: string }[] }
+  friend: { url: string; did: string; handle: string; password: string; posts: { uri: string; cid: string; text: string }[]; dataDir: string }
   startupMs: number
   timings: Record<string, number>
   stop(): Promise<void>
@@ -42,43 +48,52 @@ const PNG = Buffer.from(
 
 let av: Appview
 let pds: PdsProcess
+/** A second deployment of ours, for bob's DID: deactivated and empty until he migrates to it (last describe). */
+let bobsNewPds: PdsProcess
 let agent: AtpAgent
 
 beforeAll(async () => {
   const t0 = performance.now()
-  const port = await freePort()
+  const [port, bobsPort] = [await freePort(), await freePort()]
   const mod = (await import(LAUNCHER as string)) as { spawnAppview(opts: Record<string, unknown>): Promise<Appview> }
-  av = await mod.spawnAppview({ pdsPort: port, handle: HANDLE, timeoutMs: 180_000 })
+  av = await mod.spawnAppview({ pdsPort: port, extraPdsPorts: [bobsPort], handle: HANDLE, timeoutMs: 180_000 })
   const tAppview = performance.now()
-  pds = await startPds({
-    port,
-    handle: HANDLE,
-    password: PASSWORD,
-    signingKeyHex: av.account.signingKeyHex,
-    vars: {
-      PDS_DID: av.account.did,
-      PLC_URL: av.plcUrlIp,
-      BSKY_APPVIEW_URL: av.appviewUrl,
-      BSKY_APPVIEW_DID: av.appviewDid,
-    },
-  })
+  const appviewVars = { PLC_URL: av.plcUrlIp, BSKY_APPVIEW_URL: av.appviewUrl, BSKY_APPVIEW_DID: av.appviewDid }
+  ;[pds, bobsNewPds] = await Promise.all([
+    startPds({ port, handle: HANDLE, password: PASSWORD, signingKeyHex: av.account.signingKeyHex, vars: { PDS_DID: av.account.did, ...appviewVars } }),
+    // As `npm run setup -- --did <bob's>`: a new signing key and rotation key, nothing published.
+    startPds({ port: bobsPort, handle: av.friend.handle, vars: { PDS_DID: av.friend.did, PDS_PLC_ROTATION_KEY: await newKeyHex(), ...appviewVars } }),
+  ])
   console.log(
     `appview peers up in ${Math.round(tAppview - t0)} ms (${JSON.stringify(av.timings)}), ` +
-      `our PDS in ${Math.round(performance.now() - tAppview)} ms`,
+      `our two PDSes in ${Math.round(performance.now() - tAppview)} ms`,
   )
   agent = new AtpAgent({ service: pds.url })
 }, 600_000)
 
 afterAll(async () => {
-  await Promise.all([stopPds(pds), av?.stop()])
+  await Promise.all([stopPds(pds), stopPds(bobsNewPds), av?.stop()])
 })
 
 // --- helpers ------------------------------------------------------------------------------------
 
-/** An unauthenticated GET straight to the AppView (not through our PDS). */
-const appviewGet = async (nsid: string, params: Record<string, string>): Promise<{ status: number; body: any }> => {
-  const res = await fetch(`${av.appviewUrl}/xrpc/${nsid}?${new URLSearchParams(params)}`)
+const newKeyHex = async (): Promise<string> => Buffer.from(await (await Secp256k1Keypair.create({ exportable: true })).export()).toString('hex')
+
+/** An unauthenticated GET straight to the AppView (not through our PDS); an array is a repeated parameter. */
+const appviewGet = async (nsid: string, params: Record<string, string | string[]>): Promise<{ status: number; body: any }> => {
+  const query = new URLSearchParams(Object.entries(params).flatMap(([k, v]) => [v].flat().map((x) => [k, x])))
+  const res = await fetch(`${av.appviewUrl}/xrpc/${nsid}?${query}`)
   return { status: res.status, body: await res.json().catch(() => undefined) }
+}
+
+/** Waits until the AppView has taken in a PDS's firehose up to its last event now. */
+const appviewReadAll = async (pds: { url: string }): Promise<void> => {
+  const head = await logHead(pds, 0)
+  const port = new URL(pds.url).port
+  await eventually(`the AppView to read ${pds.url}'s firehose up to seq ${head}`, async () => {
+    const cursors = (await (await fetch(`${av.controlUrl}/cursors`)).json()) as Record<string, number | null>
+    return (cursors[port] ?? -1) >= head ? true : undefined
+  })
 }
 
 /** Pauses or resumes the AppView's indexing of our firehose; returns the control state. */
@@ -304,5 +319,86 @@ describe('through our PDS to a real AppView', () => {
       const thread = (await proxied.getPostThread({ uri: av.friend.posts[0]!.uri })).data.thread as any
       expect(thread.post.record.text).toBe(av.friend.posts[0]!.text)
     })
+  })
+})
+
+describe('bob moves from the reference PDS to a second PDS of ours', () => {
+  let bob: AtpAgent // logged in on his new PDS
+  let moved: { uri: string; cid: string }
+  const oldUris = (): string[] => av.friend.posts.map((p) => p.uri)
+
+  test("goat's sequence into a deployment that was waiting for him; the reference retires his account", async () => {
+    const { did, handle, password } = av.friend
+    expect(expectStatus(await xget(bobsNewPds, 'com.atproto.sync.getRepoStatus', { did }), 200).body).toEqual({ did, active: false, status: 'deactivated' })
+    const from: Side = { url: av.friend.url, token: (await createSession(av.friend, handle, password)).accessJwt }
+    const plcToken = async (): Promise<string> => {
+      expectStatus(await xpost(from, 'com.atproto.identity.requestPlcOperationSignature', undefined, from.token), 200)
+      return referencePlcToken(av.friend.dataDir, did)
+    }
+    await migrate({ did, handle, newPassword: bobsNewPds.password, email: 'bob@example.com', from, to: bobsNewPds.url, plcToken })
+    await deactivateOld(from)
+    const data = (await (await fetch(`${av.plcUrlIp}/${did}/data`)).json()) as any
+    expect(data.services.atproto_pds.endpoint).toBe(bobsNewPds.publicUrl)
+    expect(data.verificationMethods.atproto).toBe(bobsNewPds.didKey)
+    // Everything both PDSes said is in: our #identity/#account/#sync, and the reference's #account (deactivated).
+    await Promise.all([appviewReadAll(av.friend), appviewReadAll(bobsNewPds)])
+    bob = new AtpAgent({ service: bobsNewPds.url })
+    await bob.login({ identifier: handle, password: bobsNewPds.password })
+  }, 60_000)
+
+  test('his old posts at the same at:// URIs and his profile with his handle, from the AppView and through our PDS', async () => {
+    const { did, handle, posts } = av.friend
+    const profile = await appviewGet('app.bsky.actor.getProfile', { actor: handle })
+    expect(profile.status).toBe(200)
+    expect(profile.body).toMatchObject({ did, handle, postsCount: posts.length })
+    // The AppView checked the handle on our #identity events, while the reference still answered for it; its next
+    // check (the launcher asks the reference, then our second PDS) finds it here: the reference has let it go.
+    const handleAt = (url: string) => fetch(`${url}/.well-known/atproto-did`, { headers: { host: handle } })
+    expect([(await handleAt(av.friend.url)).status, await (await handleAt(bobsNewPds.url)).text()]).toEqual([404, did])
+    expect(feedUris((await appviewGet('app.bsky.feed.getAuthorFeed', { actor: did })).body.feed)).toEqual(oldUris().reverse())
+    const direct = await appviewGet('app.bsky.feed.getPosts', { uris: oldUris() })
+    expect(direct.body.posts.map((p: any) => [p.uri, p.cid, p.author.handle])).toEqual(posts.map((p) => [p.uri, p.cid, handle]))
+
+    expect((await bob.getProfile({ actor: did })).data).toMatchObject({ did, handle, postsCount: posts.length })
+    expect(feedUris((await bob.getAuthorFeed({ actor: handle })).data.feed)).toEqual(oldUris().reverse())
+    const proxied = await bob.getPosts({ uris: oldUris() })
+    expect(proxied.data.posts.map((p) => [p.uri, p.cid, (p.record as any).text])).toEqual(posts.map((p) => [p.uri, p.cid, p.text]))
+  })
+
+  test('a post he writes on our PDS is indexed: the AppView follows his new host and key', async () => {
+    const { did, handle } = av.friend
+    const t0 = performance.now()
+    moved = await bob.post({ text: 'Posting from the edge now', createdAt: new Date().toISOString() })
+    const thread = await waitIndexed(moved.uri)
+    console.log(`bob's first post from our PDS indexed by the AppView in ${Math.round(performance.now() - t0)} ms`)
+    expect(thread.thread.post).toMatchObject({ uri: moved.uri, cid: moved.cid, author: { did, handle } })
+    const feed = await appviewGet('app.bsky.feed.getAuthorFeed', { actor: did })
+    expect(feedUris(feed.body.feed)).toEqual([moved.uri, ...oldUris().reverse()])
+    const counted = async () => (await appviewGet('app.bsky.actor.getProfile', { actor: did })).body?.postsCount === 3 || undefined
+    await eventually('postsCount 3, old posts and new', counted)
+
+    // bsky's subscription leaves signatures to the relay in front of it (it runs with unauthenticatedCommits):
+    // this is what that relay checks, on the stream the AppView just indexed.
+    const sub = await subscribe(bobsNewPds, 0)
+    await sub.waitForCount(5)
+    await sub.close()
+    expect(sub.frames.map((f) => f.header.t)).toEqual(['#identity', '#account', '#identity', '#sync', '#commit'])
+    expect(await new StreamChecker({ didKey: bobsNewPds.didKey, repo: did, contiguous: true }).checkAll(sub.frames)).toEqual([])
+  })
+
+  test('alice, on our first PDS, still follows him, sees the new post and replies to an old one', async () => {
+    const { did, handle } = av.friend
+    // The follow from 'an account on a second PDS' names his DID: the move does not touch it.
+    expect((await agent.getProfile({ actor: handle })).data.viewer?.following).toStartWith(`at://${av.account.did}/app.bsky.graph.follow/`)
+    const timeline = await agent.getTimeline({ limit: 50 })
+    expect(timeline.data.feed[0]?.post).toMatchObject({ uri: moved.uri, author: { did, handle } })
+
+    const old = av.friend.posts[0]!
+    const ref = { uri: old.uri, cid: old.cid }
+    const reply = await agent.post({ text: 'Welcome to the edge, bob', reply: { root: ref, parent: ref }, createdAt: new Date().toISOString() })
+    await waitIndexed(reply.uri)
+    const thread = (await bob.getPostThread({ uri: old.uri })).data.thread as any
+    expect(thread.post.author).toMatchObject({ did, handle })
+    expect(thread.replies.map((r: any) => [r.post.uri, r.post.author.did])).toEqual([[reply.uri, av.account.did]])
   })
 })
