@@ -45,7 +45,7 @@ class ByteReader {
    */
   private async fill(n: number): Promise<boolean> {
     if (this.available >= n) return true
-    const chunks = [this.buffer.subarray(this.offset)]
+    const chunks: Uint8Array[] = [this.buffer.subarray(this.offset)]
     let have = this.available
     while (have < n && !this.done) {
       const { done, value } = await this.reader.read()
