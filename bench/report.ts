@@ -101,7 +101,8 @@ export const writeSection = (path: string, key: string, text: string): void => {
 export const gitDescribe = (): string => {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim()
+    // results.md is what a run writes (a standalone section, say): not a change to the code measured.
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results.md'], { encoding: 'utf8' }).trim()
     return dirty ? `${head} + uncommitted changes` : head
   } catch {
     return 'unknown'
