@@ -11,6 +11,7 @@
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { xpost } from '../test/e2e/xrpc-client'
+import { prng } from '../test/e2e/helpers/firehose-workload'
 import type { Side } from '../test/e2e/helpers/migration'
 
 const WORDS = (
@@ -24,18 +25,6 @@ const EMOJI = ['🌱', '☕', '🚲', '📚', '✨', '🎶']
 const BASE32_SORT = '234567abcdefghijklmnopqrstuvwxyz'
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
 const utf8 = new TextEncoder()
-
-/** mulberry32: a small seeded PRNG, so two runs seed alike. */
-const prng = (seed: number): (() => number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface StrongRef {
   uri: string
