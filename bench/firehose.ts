@@ -8,10 +8,16 @@
  * writes by commit rev only after the run, so decoding never delays the
  * stamps of the other subscribers sharing this event loop.
  */
+import { join } from 'node:path'
 import type { AtpAgent } from '@atproto/api'
 import { decodeAll } from '@atproto/lex-cbor'
 import WebSocket from 'ws'
-import { createPost } from './writes'
+import { machine } from './proc'
+import { gitDescribe, Report, writeSection } from './report'
+import { both, groupsPer, interleave, type Measured, type Pair } from './rounds'
+import { agentFor, type Server, type ServerName, startOurs, startReference } from './servers'
+import { fmt, median, percentile, sum } from './stats'
+import { createPost, sequentialWrites } from './writes'
 
 interface Arrival {
   at: number
@@ -170,4 +176,108 @@ export const measureDelivery = async (fanout: Fanout, agent: AtpAgent, did: stri
     if (Number.isFinite(last)) run.lastDelays.push(last)
   }
   return run
+}
+
+export interface FirehosePhaseConfig {
+  /** Writes measured per subscriber count (in blocks of `fhBlock`, interleaved between the servers). */
+  fhWrites: number
+  fhBlock: number
+  /** The large subscriber count (the small one is 1). */
+  fanout: number
+}
+
+const groupText = (groups: Record<string, number>): string =>
+  Object.entries(groups)
+    .map(([g, v]) => `${g} ${fmt(v)}`)
+    .join(', ')
+
+const cpuPerWrite = (runs: Measured<unknown>[], block: number): number => median(runs.map((r) => r.cpu / block))
+
+/**
+ * Phase 6: server CPU per write with 0, 1 and `fanout` subscribers, and the
+ * delivery delays with 1 and `fanout`. What a subscriber costs is the
+ * difference to the 0-subscriber row, measured in the same phase.
+ */
+export const firehosePhase = async (
+  report: Report,
+  pair: Pair<Server>,
+  agents: Pair<AtpAgent>,
+  cfg: FirehosePhaseConfig,
+  progress: (msg: string) => void,
+): Promise<void> => {
+  const rounds = Math.ceil(cfg.fhWrites / cfg.fhBlock)
+  progress(`phase 6: ${cfg.fhWrites} writes each without firehose subscribers`)
+  const none = await interleave(pair, rounds, (s) => sequentialWrites(agents[s.name], s.did, cfg.fhBlock))
+  report.add('server CPU per write, 0 firehose subscribers', 'ms', cpuPerWrite(none.ours, cfg.fhBlock), cpuPerWrite(none.ref, cfg.fhBlock), 'lower')
+  const cpuNotes = [`0 subscribers: ours ${groupText(groupsPer(none.ours, () => cfg.fhBlock))}; reference ${fmt(cpuPerWrite(none.ref, cfg.fhBlock))}`]
+
+  // Delays after the response can be negative (the frame came first): no ratio for those.
+  const rows: [string, (r: DeliveryRun) => number[], 'lower' | 'no-ratio'][] = [
+    ['response to frame', (r) => r.delays, 'no-ratio'],
+    ['request sent to frame', (r) => r.sentDelays, 'lower'],
+    ['response to last subscriber', (r) => r.lastDelays, 'no-ratio'],
+  ]
+  for (const subscribers of [1, cfg.fanout]) {
+    progress(`phase 6: firehose with ${subscribers} subscriber(s), ${cfg.fhWrites} writes each`)
+    const fanouts = await both((name) => Fanout.open(pair[name].url, subscribers))
+    try {
+      await both((name) => fanouts[name].warmUp(agents[name], pair[name].did))
+      const runs = await interleave(pair, rounds, (s) => measureDelivery(fanouts[s.name], agents[s.name], s.did, cfg.fhBlock))
+      const merged = (name: ServerName): DeliveryRun => ({
+        delays: runs[name].flatMap((r) => r.result.delays),
+        sentDelays: runs[name].flatMap((r) => r.result.sentDelays),
+        lastDelays: runs[name].flatMap((r) => r.result.lastDelays),
+        missing: sum(runs[name].map((r) => r.result.missing)),
+      })
+      const ours = merged('ours')
+      const ref = merged('ref')
+      report.add(`server CPU per write, ${subscribers} firehose subscriber(s)`, 'ms', cpuPerWrite(runs.ours, cfg.fhBlock), cpuPerWrite(runs.ref, cfg.fhBlock), 'lower')
+      for (const [what, pick, better] of subscribers === 1 ? rows.slice(0, 2) : rows) {
+        for (const p of [50, 99]) {
+          report.add(`firehose ${subscribers} sub: ${what} p${p}`, 'ms', percentile(pick(ours), p), percentile(pick(ref), p), better)
+        }
+      }
+      report.note(
+        `Firehose, ${subscribers} subscriber(s): ${ours.delays.length} deliveries measured on ours (${ours.missing} missing), ` +
+          `${ref.delays.length} on the reference (${ref.missing} missing). A negative delay: the frame arrived before the createRecord response.`,
+      )
+      cpuNotes.push(`${subscribers}: ours ${groupText(groupsPer(runs.ours, () => cfg.fhBlock))}; reference ${fmt(cpuPerWrite(runs.ref, cfg.fhBlock))}`)
+    } finally {
+      fanouts.ours.close()
+      fanouts.ref.close()
+    }
+  }
+  report.note(
+    `Server CPU per write (ms) by process and subscriber count, ${cfg.fhWrites} writes each in blocks of ${cfg.fhBlock}: ${cpuNotes.join('. ')}. ` +
+      "The table charges ours its workerd processes (user worker + wrangler's entry proxy, which also relays every WebSocket frame locally), not wrangler's node.",
+  )
+}
+
+/** Standalone (`bun bench/run.ts --only firehose`): phase 6 alone on a fresh pair, into its own section of bench/results.md. */
+export const runFirehoseStandalone = async (cfg: FirehosePhaseConfig, quick: boolean): Promise<void> => {
+  const t0 = performance.now()
+  const progress = (msg: string): void => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${msg}`)
+  const servers: Server[] = []
+  const stopAll = () => Promise.allSettled(servers.map((s) => s.stop()))
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stopAll().finally(() => process.exit(130)))
+  const report = new Report()
+  const date = new Date().toISOString()
+  const host = machine()
+  try {
+    const pair = await both(async (name) => {
+      const server = await (name === 'ours' ? startOurs() : startReference())
+      servers.push(server)
+      return server
+    })
+    const agents = await both((name) => agentFor(pair[name]))
+    await both((name) => sequentialWrites(agents[name], pair[name].did, 20))
+    await firehosePhase(report, pair, agents, cfg, progress)
+  } finally {
+    await stopAll()
+  }
+  const elapsedS = (performance.now() - t0) / 1000
+  const text = report.section('Firehose, phase 6 (standalone run)', { date, machine: host, code: gitDescribe(), run: `bun bench/run.ts --only firehose${quick ? ' --quick' : ''}`, elapsedS })
+  writeSection(join(import.meta.dir, 'results.md'), 'firehose', text)
+  console.log(text)
+  progress(`done in ${elapsedS.toFixed(0)} s; section written to bench/results.md`)
 }

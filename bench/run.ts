@@ -6,11 +6,12 @@
  *   bun bench/run.ts --quick    smaller run, for a quick check (~2.5 min)
  *   bun bench/run.ts --import-records 100000    phase 9 with that many records (default 10,000; 2,000 with --quick)
  *   bun bench/run.ts --only import [--import-records N]    phase 9 alone, into its own section of results.md
+ *   bun bench/run.ts --only firehose [--quick]    phase 6 alone (CPU per write with 0, 1 and 50 subscribers), its own section
  *
  * Phases, each interleaved between the two servers (bench/rounds.ts):
  * 0 GET / and _health; 1 sequential createRecord; 2 eight concurrent clients;
  * 3 D1 round trips and rows per write (our request log); 4 server CPU per
- * write (/proc); 6 firehose delivery with 1 and 50 subscribers; 5 getRepo of
+ * write (/proc); 6 firehose: CPU per write with 0, 1 and 50 subscribers, delivery with 1 and 50; 5 getRepo of
  * a seeded repo with the server's peak RSS (seeding makes repos big); 7
  * uploadBlob of a large random binary with throughput and peak RSS; 9
  * importRepo of a seeded account's CAR on fresh servers (bench/import.ts, last).
@@ -18,7 +19,7 @@
  */
 import { join } from 'node:path'
 import { Payload, uploadBlob, type BlobUpload } from './blobs'
-import { Fanout, measureDelivery, type DeliveryRun } from './firehose'
+import { firehosePhase, runFirehoseStandalone } from './firehose'
 import { downloadRepo, type RepoDownload } from './getrepo'
 import { importConfigFrom, importPhase, runImportStandalone } from './import'
 import { machine } from './proc'
@@ -206,45 +207,8 @@ const main = async (): Promise<void> => {
       "The table charges ours all its workerd processes (user worker + wrangler's entry proxy), not wrangler's node (log printing), which would not exist in production.",
   )
 
-  // 6: firehose delivery (before seeding, so both repos are still small).
-  // Delays after the response can be negative (the frame came first): no ratio for those.
-  const fhRows: [string, (r: DeliveryRun) => number[], 'lower' | 'no-ratio'][] = [
-    ['response to frame', (r) => r.delays, 'no-ratio'],
-    ['request sent to frame', (r) => r.sentDelays, 'lower'],
-    ['response to last subscriber', (r) => r.lastDelays, 'no-ratio'],
-  ]
-  for (const subscribers of [1, CONFIG.fanout]) {
-    progress(`phase 6: firehose with ${subscribers} subscriber(s), ${CONFIG.fhWrites} writes each`)
-    const fanouts = await both((name) => Fanout.open(pair[name].url, subscribers))
-    try {
-      await both((name) => fanouts[name].warmUp(agents[name], pair[name].did))
-      const runs = await interleave(pair, Math.ceil(CONFIG.fhWrites / CONFIG.fhBlock), (s) =>
-        measureDelivery(fanouts[s.name], agents[s.name], s.did, CONFIG.fhBlock),
-      )
-      const merged = (name: ServerName): DeliveryRun => ({
-        delays: runs[name].flatMap((r) => r.result.delays),
-        sentDelays: runs[name].flatMap((r) => r.result.sentDelays),
-        lastDelays: runs[name].flatMap((r) => r.result.lastDelays),
-        missing: sum(runs[name].map((r) => r.result.missing)),
-      })
-      const ours = merged('ours')
-      const ref = merged('ref')
-      for (const [what, pick, better] of subscribers === 1 ? fhRows.slice(0, 2) : fhRows) {
-        for (const p of [50, 99]) {
-          report.add(`firehose ${subscribers} sub: ${what} p${p}`, 'ms', percentile(pick(ours), p), percentile(pick(ref), p), better)
-        }
-      }
-      report.note(
-        `Firehose, ${subscribers} subscriber(s): ${ours.delays.length} deliveries measured on ours (${ours.missing} missing), ` +
-          `${ref.delays.length} on the reference (${ref.missing} missing). A negative delay: the frame arrived before the createRecord response. ` +
-          `Server CPU per write with subscribers: ours ${fmt(median(runs.ours.map((r) => r.cpu / CONFIG.fhBlock)))} ms ` +
-          `(${groupText(groupsPer(runs.ours, () => CONFIG.fhBlock))}), reference ${fmt(median(runs.ref.map((r) => r.cpu / CONFIG.fhBlock)))} ms.`,
-      )
-    } finally {
-      fanouts.ours.close()
-      fanouts.ref.close()
-    }
-  }
+  // 6: firehose CPU per write and delivery (before seeding, so both repos are still small).
+  await firehosePhase(report, pair, agents, CONFIG, progress)
 
   // 5: seed, then getRepo.
   progress(`phase 5: seeding ${CONFIG.records} records (applyWrites x ${SEED_BATCH}) on both`)
@@ -324,7 +288,8 @@ const main = async (): Promise<void> => {
 
 try {
   if (ONLY === 'import') await runImportStandalone(IMPORT, QUICK)
-  else if (ONLY !== undefined) throw new Error(`--only ${ONLY}: only "import" runs alone`)
+  else if (ONLY === 'firehose') await runFirehoseStandalone(CONFIG, QUICK)
+  else if (ONLY !== undefined) throw new Error(`--only ${ONLY}: only "import" and "firehose" run alone`)
   else await main()
 } catch (err) {
   // After Ctrl-C the in-flight request fails as its server goes away: not worth a stack trace.
