@@ -99,8 +99,14 @@ export const refreshToken = sqliteTable(
     expiresAt: text('expires_at').notNull(),
     nextId: text('next_id'),
     appPasswordName: text('app_password_name'),
+    /**
+     * The session this token belongs to, the same across rotations. Access
+     * tokens carry it (`sid`), so a revoked session is refused on its next
+     * request: it is live while any of its refresh tokens exists.
+     */
+    sessionId: text('session_id'),
   },
-  (t) => [index('refresh_token_did_idx').on(t.did)],
+  (t) => [index('refresh_token_did_idx').on(t.did), index('refresh_token_session_idx').on(t.sessionId)],
 )
 
 /**

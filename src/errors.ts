@@ -70,3 +70,14 @@ export class RateLimitExceededError extends XrpcError {
     super(429, message)
   }
 }
+
+/**
+ * A signed-out password session's access token (or a refresh token that was
+ * revoked): `ExpiredToken`, as the reference answers a revoked refresh token,
+ * so clients try to refresh, fail, and end the session cleanly.
+ */
+export class SessionRevokedError extends InvalidRequestError {
+  constructor() {
+    super('Token has been revoked', 'ExpiredToken')
+  }
+}

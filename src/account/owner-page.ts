@@ -11,7 +11,7 @@ import { createAppPassword } from '../auth/app-passwords'
 import { deleteAppPassword, listAppPasswords, type AppPasswordRow } from '../db/account'
 import { listSessions } from '../db/oauth'
 import { listDevices, listGrants, revokeClient } from '../db/oauth-account'
-import { deleteRefreshTokenChain, listLiveRefreshTokens } from '../db/tokens'
+import { deleteSessionOf, listLiveRefreshTokens } from '../db/tokens'
 import { iso, type OAuthContext } from '../oauth/context'
 import { signOutDevice } from '../oauth/devices'
 import { describeScope } from '../oauth/scope-descriptions'
@@ -96,7 +96,7 @@ export const accountOverview = async (ctx: OAuthContext, currentDeviceId: string
 }
 
 export const revokeApp = (ctx: OAuthContext, clientId: string): Promise<void> => revokeClient(ctx.db, clientId)
-export const revokePasswordSession = (ctx: OAuthContext, id: string): Promise<void> => deleteRefreshTokenChain(ctx.db, id)
+export const revokePasswordSession = (ctx: OAuthContext, id: string): Promise<void> => deleteSessionOf(ctx.db, id)
 export const revokeAppPassword = (ctx: OAuthContext, name: string): Promise<void> => deleteAppPassword(ctx.db, name)
 export const signOutBrowser = (ctx: OAuthContext, id: string): Promise<void> => signOutDevice(ctx, id)
 export const addAppPassword = (ctx: OAuthContext, name: string, privileged: boolean) => createAppPassword(ctx.db, ctx.config.did, name, privileged)

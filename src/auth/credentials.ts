@@ -29,6 +29,8 @@ export interface AccessCredentials {
   readonly did: string
   /** Set for an OAuth session: its client and scope (the per-method table checks it). */
   readonly oauth: OAuthGrant | null
+  /** A password session's id, checked to be live on every call (src/auth/live-session.ts); null otherwise. */
+  readonly sessionId: string | null
   /** Account management: app passwords, email, handle, PLC, (de)activation, personal details. */
   mayManageAccount(): boolean
   /** Writing records of `collection` (creates, updates and deletes). */
@@ -63,7 +65,7 @@ export interface RefreshCredentials {
  * reference PDS scopes them: app passwords cannot manage the account, and
  * only privileged ones reach direct messages.
  */
-export const sessionCredentials = (did: string, scope: AuthScope): AccessCredentials => {
+export const sessionCredentials = (did: string, scope: AuthScope, sessionId: string | null): AccessCredentials => {
   const full = scope === AuthScope.Access
   const privileged = full || scope === AuthScope.AppPassPrivileged
   return {
@@ -71,6 +73,7 @@ export const sessionCredentials = (did: string, scope: AuthScope): AccessCredent
     kind: full ? 'password' : 'app-password',
     did,
     oauth: null,
+    sessionId,
     mayManageAccount: () => full,
     mayWriteRecord: () => true,
     mayUploadBlob: () => true,

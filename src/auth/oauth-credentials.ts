@@ -25,6 +25,8 @@ export const oauthCredentials = (authz: DpopAuthorization): AccessCredentials =>
     kind: 'oauth',
     did: authz.did,
     oauth: { clientId: authz.clientId, scope: authz.scope, permissions },
+    // Its token is looked up on every call: revocation needs no session check.
+    sessionId: null,
     mayManageAccount: () => false,
     mayWriteRecord: (collection, action) => permissions.allowsRepo({ collection, action }),
     mayUploadBlob: (mime) => permissions.allowsBlob({ mime }),

@@ -4,13 +4,18 @@
  * days, with a `jti`), and refresh-token rotation with the reference's
  * two-hour grace: reusing a just-rotated token yields the same successor, so a
  * client that lost the response can recover, while a revoked token is gone.
+ *
+ * Every session has an id that stays the same across rotations; access
+ * tokens carry it as `sid`, so ending a session (signing out, revoking its
+ * app password, the account page) refuses its access tokens on their very
+ * next request instead of when they expire (src/auth/live-session.ts).
  */
 import * as jose from 'jose'
 import type { Config } from '../env'
 import type { Db } from '../db/client'
 import { currentGrant, scopeFor, type AppPasswordGrant } from './app-passwords'
 import { AuthScope } from './scope'
-import { deleteExpiredRefreshTokens, deleteRefreshToken, getRefreshToken, insertRefreshToken, rotateRefreshToken } from '../db/tokens'
+import { deleteExpiredRefreshTokens, deleteSessionOf, getRefreshToken, insertRefreshToken, rotateRefreshToken } from '../db/tokens'
 
 export { AuthScope }
 
@@ -25,8 +30,8 @@ export interface SessionTokens {
 
 const newTokenId = (): string => jose.base64url.encode(crypto.getRandomValues(new Uint8Array(32)))
 
-const signAccess = (cfg: Config, did: string, scope: AuthScope): Promise<string> =>
-  new jose.SignJWT({ scope })
+const signAccess = (cfg: Config, did: string, scope: AuthScope, sessionId: string): Promise<string> =>
+  new jose.SignJWT({ scope, sid: sessionId })
     .setProtectedHeader({ typ: 'at+jwt', alg: 'HS256' })
     .setAudience(cfg.serviceDid)
     .setSubject(did)
@@ -47,9 +52,10 @@ const signRefresh = (cfg: Config, did: string, jti: string, expiresAt: number): 
 /** Issues a new session (login), scoped down when it was made with an app password. */
 export const createSessionTokens = async (db: Db, cfg: Config, did: string, grant: AppPasswordGrant | null = null): Promise<SessionTokens> => {
   const id = newTokenId()
+  const sessionId = newTokenId()
   const exp = Math.floor(Date.now() / 1000) + REFRESH_LIFETIME_S
-  const [accessJwt, refreshJwt] = await Promise.all([signAccess(cfg, did, scopeFor(grant)), signRefresh(cfg, did, id, exp)])
-  await insertRefreshToken(db, { id, did, expiresAt: new Date(exp * 1000).toISOString(), appPasswordName: grant?.name ?? null })
+  const [accessJwt, refreshJwt] = await Promise.all([signAccess(cfg, did, scopeFor(grant), sessionId), signRefresh(cfg, did, id, exp)])
+  await insertRefreshToken(db, { id, did, expiresAt: new Date(exp * 1000).toISOString(), appPasswordName: grant?.name ?? null, sessionId })
   return { accessJwt, refreshJwt }
 }
 
@@ -69,12 +75,16 @@ export const rotateSession = async (db: Db, cfg: Config, tokenId: string): Promi
     const grant = token.appPasswordName === null ? null : await currentGrant(db, token.appPasswordName)
     if (token.appPasswordName !== null && grant === null) return null
     const nextId = token.nextId ?? newTokenId()
+    const sessionId = token.sessionId ?? token.id
     const exp = Math.floor(now / 1000) + REFRESH_LIFETIME_S
-    const [accessJwt, refreshJwt] = await Promise.all([signAccess(cfg, token.did, scopeFor(grant)), signRefresh(cfg, token.did, nextId, exp)])
+    const [accessJwt, refreshJwt] = await Promise.all([
+      signAccess(cfg, token.did, scopeFor(grant), sessionId),
+      signRefresh(cfg, token.did, nextId, exp),
+    ])
     const stored = await rotateRefreshToken(db, {
       id: tokenId,
       graceExpiresAt: new Date(graceExpiresAt).toISOString(),
-      next: { id: nextId, did: token.did, expiresAt: new Date(exp * 1000).toISOString(), appPasswordName: token.appPasswordName },
+      next: { id: nextId, did: token.did, expiresAt: new Date(exp * 1000).toISOString(), appPasswordName: token.appPasswordName, sessionId },
     })
     if (stored) {
       // Best effort tidy-up, as the reference does on refresh.
@@ -86,4 +96,5 @@ export const rotateSession = async (db: Db, cfg: Config, tokenId: string): Promi
   return null
 }
 
-export const revokeSession = (db: Db, tokenId: string): Promise<void> => deleteRefreshToken(db, tokenId)
+/** Signs a session out: all its refresh tokens, and so its access tokens too. */
+export const revokeSession = (db: Db, tokenId: string): Promise<void> => deleteSessionOf(db, tokenId)

@@ -107,7 +107,9 @@ const verifyAccess = async (req: AuthRequest): Promise<AccessCredentials> => {
     return credentials
   }
   const payload = await verifySessionJwt(req.config, parsed.token, { typ: 'at+jwt', scopes: ACCESS_STANDARD })
-  return sessionCredentials(payload.sub, payload.scope as AuthScope)
+  // Tokens issued before sessions had ids carry no sid: they are not checked and expire within two hours.
+  if (payload.sid !== undefined && typeof payload.sid !== 'string') throw new InvalidRequestError('Malformed token', 'InvalidToken')
+  return sessionCredentials(payload.sub, payload.scope as AuthScope, payload.sid ?? null)
 }
 
 const verifyRefresh = async (req: AuthRequest, allowExpired: boolean): Promise<RefreshCredentials> => {

@@ -14,6 +14,8 @@ export interface RefreshTokenRow {
   expiresAt: string
   nextId: string | null
   appPasswordName: string | null
+  /** Null only for tokens stored before sessions had ids (migration 0010 fills them in). */
+  sessionId: string | null
 }
 
 export const insertRefreshToken = async (db: Db, row: Omit<RefreshTokenRow, 'nextId'>): Promise<void> => {
@@ -45,7 +47,7 @@ export const rotateRefreshToken = async (
     db.orm
       .insert(refreshToken)
       .select(
-        sql`SELECT ${opts.next.id}, ${opts.next.did}, ${opts.next.expiresAt}, NULL, ${opts.next.appPasswordName}
+        sql`SELECT ${opts.next.id}, ${opts.next.did}, ${opts.next.expiresAt}, NULL, ${opts.next.appPasswordName}, ${opts.next.sessionId}
             WHERE EXISTS (SELECT 1 FROM ${refreshToken} WHERE id = ${opts.id} AND next_id = ${opts.next.id})`,
       )
       .onConflictDoNothing(),
@@ -53,9 +55,14 @@ export const rotateRefreshToken = async (
   return updated.length > 0
 }
 
-export const deleteRefreshToken = async (db: Db, id: string): Promise<void> => {
-  await db.orm.delete(refreshToken).where(eq(refreshToken.id, id))
-}
+/**
+ * A session is live while any of its refresh tokens exists; a query that can
+ * ride along in a request's first D1 batch (see isLiveSession).
+ */
+export const liveSessionQuery = (db: Db, sessionId: string) =>
+  db.orm.select({ id: refreshToken.id }).from(refreshToken).where(eq(refreshToken.sessionId, sessionId)).limit(1)
+
+export const isLiveSession = async (db: Db, sessionId: string): Promise<boolean> => (await liveSessionQuery(db, sessionId)).length > 0
 
 export const deleteExpiredRefreshTokens = async (db: Db, now: string): Promise<void> => {
   await db.orm.delete(refreshToken).where(lte(refreshToken.expiresAt, now))
@@ -70,15 +77,19 @@ export const listLiveRefreshTokens = async (db: Db, now: string): Promise<Refres
     .orderBy(desc(refreshToken.expiresAt))
 
 /**
- * Ends a password session: its current refresh token and the rotated-away
- * ones still in their grace period that lead to it (which could otherwise
- * bring it back).
+ * Ends the password session `id` belongs to: every refresh token of the
+ * session, including rotated-away ones still in their grace period (which
+ * could otherwise bring it back), and with them its access tokens, which are
+ * refused once no token of their session is left. The chain walk covers
+ * tokens rotated before sessions had ids.
  */
-export const deleteRefreshTokenChain = async (db: Db, id: string): Promise<void> => {
+export const deleteSessionOf = async (db: Db, id: string): Promise<void> => {
   await db.orm.run(sql`
     WITH RECURSIVE chain(id) AS (
       SELECT ${id}
       UNION SELECT ${refreshToken.id} FROM ${refreshToken} JOIN chain ON ${refreshToken.nextId} = chain.id
     )
-    DELETE FROM ${refreshToken} WHERE ${refreshToken.id} IN (SELECT id FROM chain)`)
+    DELETE FROM ${refreshToken}
+    WHERE ${refreshToken.id} IN (SELECT id FROM chain)
+       OR ${refreshToken.sessionId} = (SELECT ${refreshToken.sessionId} FROM ${refreshToken} WHERE ${refreshToken.id} = ${id})`)
 }

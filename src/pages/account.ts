@@ -87,7 +87,7 @@ ${notice}
 <section class="card" id="apps"><h2>Apps with access</h2>${apps(p)}</section>
 <section class="card" id="app-passwords"><h2>App passwords</h2>${appPasswords(p)}</section>
 <section class="card" id="sessions"><h2>Sessions</h2>${sessions(p)}
-<p class="muted">Revoking an app ends its access at once. Signing out a password session or revoking an app password ends its refresh token at once; an access token it already holds works until it expires (at most 2 hours), as on other PDSes.</p></section>
+<p class="muted">Revoking an app, signing out a session or revoking an app password takes effect on its very next request.</p></section>
 <div class="actions">${button(p, { action: 'sign-out' }, 'Sign out of this browser', '')}</div>
 <footer>${escapeHtml(p.hostname)} · <a href="/">status</a></footer>`
   return renderPage({ title: `Account · ${p.hostname}`, body, style: `${FORM_STYLE}section.card{padding:18px 20px}section.card h2{margin-top:0}form.create{margin-top:8px}`, narrow: false })

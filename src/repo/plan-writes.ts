@@ -21,6 +21,8 @@ import { selectAccount, type AccountRow } from '../db/account-row'
 import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
 import { selectBacklinkUris } from '../db/records'
 import { selectRoot, type RootRow } from '../db/repo'
+import { liveSessionQuery } from '../db/tokens'
+import { SessionRevokedError } from '../errors'
 import { encodeCommitEvent, type CommitOp } from '../firehose/events'
 import { blockRows, type PlannedCommit, type RepoContext } from './context'
 import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError } from './errors'
@@ -44,6 +46,12 @@ export interface CommitOptions {
   swapCommit?: Cid
   /** createRecord: delete older follows/likes... of the same subject (as the reference PDS). */
   replaceBacklinks?: boolean
+  /**
+   * The password session the write is made under: checked to be live in the
+   * write's first D1 batch, so a signed-out session writes nothing and costs
+   * no extra round trip (src/auth/live-session.ts).
+   */
+  liveSession?: string | null
 }
 
 /** The reference refuses commits whose event would exceed 2 MB. */
@@ -140,18 +148,20 @@ const readForWrites = async (
     : []
   const blobCids = [...new Set(requests.flatMap((w) => (w.action === 'delete' ? [] : w.blobs.map((b) => b.ref.toString()))))]
   const blobQueries = selectBlobs(db, blobCids)
-  const [rootRows, accountRows, ...rest] = (await db.batch([selectRoot(db), selectAccount(db), ...backlinkQueries, ...blobQueries])) as [
+  const sessionQueries = opts.liveSession ? [liveSessionQuery(db, opts.liveSession)] : []
+  const [rootRows, accountRows, ...rest] = (await db.batch([selectRoot(db), selectAccount(db), ...backlinkQueries, ...blobQueries, ...sessionQueries])) as [
     RootRow[],
     AccountRow[],
     ...unknown[][],
   ]
-  // Read with the root, in the same round trip: an inactive account's repo takes no writes.
+  // Read with the root, in the same round trip: a signed-out session and an inactive account's repo write nothing.
+  if (sessionQueries.length > 0 && (rest.at(-1) ?? []).length === 0) throw new SessionRevokedError()
   if (accountRows[0]) assertActive(accountRows[0])
   const root = rootRows[0]
   // The genesis commit is made at first start (src/account/bootstrap.ts), never by a write.
   if (!root) throw new Error('The repo has no genesis commit yet')
   const backlinkRows = rest.slice(0, backlinkQueries.length) as { uri: string }[][]
-  const blobs = new Map((rest.slice(backlinkQueries.length) as BlobRow[][]).flat().map((b) => [b.cid, b]))
+  const blobs = new Map((rest.slice(backlinkQueries.length, backlinkQueries.length + blobQueries.length) as BlobRow[][]).flat().map((b) => [b.cid, b]))
   return { root, replaced: new Set(backlinkRows.flat().map((r) => r.uri)), blobs }
 }
 

@@ -75,6 +75,9 @@ const optionalCid = (value: string | undefined, field: string): Cid | undefined 
 /** The commit, written as the reference answers with it. */
 const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.toString(), rev: commit.rev } : undefined)
 
+/** Record writes check a password session in their commit's first D1 batch (src/auth/live-session.ts). */
+const IN_COMMIT = { sessionCheckedInCommit: true }
+
 export const registerRepoMethods = (x: XrpcRouter): void => {
   x.procedure(
     com.atproto.repo.uploadBlob.main,
@@ -111,25 +114,32 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
     const commit = await commitWrites(deps.repo, [write], {
       swapCommit: optionalCid(input.swapCommit, 'swapCommit'),
       replaceBacklinks: input.validate !== false,
+      liveSession: auth.sessionId,
     })
     return { uri: write.uri, cid: write.cid.toString(), commit: commitView(commit), validationStatus: write.validationStatus }
-  })
+  }, IN_COMMIT)
 
   x.procedure(com.atproto.repo.putRecord.main, accessAuth, async ({ deps, auth, input }) => {
     const did = await writableRepo(deps, auth, input.repo, [{ collection: input.collection, action: 'put' }])
     // swapRecord: null means "must not exist yet"; absent means "no check".
     const swapCid = input.swapRecord === null ? null : optionalCid(input.swapRecord, 'swapRecord')
     const prepared = await prepareUpdate({ did, collection: input.collection, rkey: input.rkey, record: input.record, validate: input.validate, swapCid })
-    const commit = await commitWrites(deps.repo, [{ ...prepared, action: 'put' }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitWrites(deps.repo, [{ ...prepared, action: 'put' }], {
+      swapCommit: optionalCid(input.swapCommit, 'swapCommit'),
+      liveSession: auth.sessionId,
+    })
     return { uri: prepared.uri, cid: prepared.cid.toString(), commit: commitView(commit), validationStatus: prepared.validationStatus }
-  })
+  }, IN_COMMIT)
 
   x.procedure(com.atproto.repo.deleteRecord.main, accessAuth, async ({ deps, auth, input }) => {
     const did = await writableRepo(deps, auth, input.repo, [{ collection: input.collection, action: 'delete' }])
     const write = prepareDelete({ did, collection: input.collection, rkey: input.rkey, swapCid: optionalCid(input.swapRecord, 'swapRecord') })
-    const commit = await commitWrites(deps.repo, [{ ...write, ifExists: true }], { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitWrites(deps.repo, [{ ...write, ifExists: true }], {
+      swapCommit: optionalCid(input.swapCommit, 'swapCommit'),
+      liveSession: auth.sessionId,
+    })
     return { commit: commitView(commit) }
-  })
+  }, IN_COMMIT)
 
   x.procedure(com.atproto.repo.applyWrites.main, accessAuth, async ({ deps, auth, input }) => {
     const did = await writableRepo(
@@ -150,7 +160,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
       else if (w.$type === 'com.atproto.repo.applyWrites#update') prepared.push(await prepareUpdate({ ...base, rkey: w.rkey }))
       else throw new InvalidRequestError(`Action not supported: ${(w as { $type?: string }).$type}`)
     }
-    const commit = await commitWrites(deps.repo, prepared, { swapCommit: optionalCid(input.swapCommit, 'swapCommit') })
+    const commit = await commitWrites(deps.repo, prepared, { swapCommit: optionalCid(input.swapCommit, 'swapCommit'), liveSession: auth.sessionId })
     return {
       commit: commitView(commit),
       results: prepared.map((w) =>
@@ -164,7 +174,7 @@ export const registerRepoMethods = (x: XrpcRouter): void => {
             },
       ),
     }
-  })
+  }, IN_COMMIT)
 
   x.query(com.atproto.repo.getRecord.main, noAuth, async ({ deps, params }) => {
     const did = await readableRepo(deps, params.repo)

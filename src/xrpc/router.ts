@@ -13,6 +13,7 @@ import type { Context, Hono } from 'hono'
 import { jsonToLex } from '@atproto/lex-json'
 import { l } from '@atproto/lex-schema'
 import { isValidNsid } from '@atproto/syntax'
+import { startSessionCheck } from '../auth/live-session'
 import { noAuth, type AuthPolicy } from '../auth/verifier'
 import type { Config } from '../env'
 import { InvalidRequestError, XrpcError } from '../errors'
@@ -42,6 +43,11 @@ export interface RouteOptions {
    * goes to the fallback untouched (e.g. preferences asked of another AppView).
    */
   forwardIf?: (req: Request, config: Config) => boolean
+  /**
+   * Record writes: the handler passes `auth.sessionId` to the write path,
+   * which checks the session in its first D1 batch (src/auth/live-session.ts).
+   */
+  sessionCheckedInCommit?: boolean
 }
 
 interface Route {
@@ -107,8 +113,10 @@ export class XrpcRouter {
       c.header('vary', 'Authorization', { append: true })
     }
     const { auth, headers } = await this.authenticate(c, route.auth, nsid, false)
+    const sessionLive = await this.checkSession(deps, auth, route.opts.sessionCheckedInCommit ? 'in-commit' : verb)
     const input = await readInput(route, req)
     const result = await route.handler({ deps, params, input, auth, req } as HandlerArgs<Method, unknown>)
+    await sessionLive()
     if (result instanceof Response) return authenticated ? withHeaders(markPrivate(result), headers) : result
     return result === undefined ? c.body(null, 200) : c.json(result)
   }
@@ -119,7 +127,22 @@ export class XrpcRouter {
     const req = c.req.raw
     const prepared = await this.fallback.prepare({ deps, nsid, req })
     const { auth, headers } = await this.authenticate(c, this.fallback.auth, nsid, true)
-    return withHeaders(markPrivate(await this.fallback.handler({ deps, nsid, req, auth, prepared })), headers)
+    const sessionLive = await this.checkSession(deps, auth, req.method === 'GET' || req.method === 'HEAD' ? 'GET' : 'POST')
+    const response = await this.fallback.handler({ deps, nsid, req, auth, prepared })
+    await sessionLive()
+    return withHeaders(markPrivate(response), headers)
+  }
+
+  /**
+   * A password session must still be live (src/auth/live-session.ts): a
+   * query checks alongside its work and before answering, a procedure before
+   * its handler runs, a record write inside its commit. Returns what to
+   * await before answering.
+   */
+  private async checkSession(deps: Deps, auth: unknown, when: 'GET' | 'POST' | 'in-commit'): Promise<() => Promise<void>> {
+    const settled = startSessionCheck(deps.db, auth, when === 'GET' ? 'alongside' : when === 'POST' ? 'first' : 'in-commit')
+    if (when === 'POST') await settled()
+    return settled
   }
 
   /**

@@ -7,7 +7,7 @@ import { createSessionTokens, revokeSession, rotateSession } from '../auth/sessi
 import { anyRefreshAuth, accessAuth, noAuth, refreshAuth } from '../auth/verifier'
 import { statusView } from '../account-status'
 import { type EmailState, getEmailState } from '../email/account-email'
-import { AuthRequiredError, InvalidRequestError, RateLimitExceededError } from '../errors'
+import { AuthRequiredError, InvalidRequestError, RateLimitExceededError, SessionRevokedError } from '../errors'
 import type { Deps } from '../http/context'
 import { resolveOwnAccount } from '../identity/did-doc'
 import { resolveDid } from '../identity/resolver'
@@ -88,7 +88,7 @@ export const registerServerMethods = (x: XrpcRouter): void => {
 
   x.procedure(com.atproto.server.refreshSession.main, refreshAuth, async ({ deps, auth }) => {
     const [tokens, view] = await Promise.all([rotateSession(deps.db, deps.config, auth.tokenId), accountView(deps)])
-    if (!tokens) throw new InvalidRequestError('Token has been revoked', 'ExpiredToken')
+    if (!tokens) throw new SessionRevokedError()
     return { ...tokens, ...view }
   })
 

@@ -81,13 +81,13 @@ describe('refusals name the scope that was missing (403, as the reference)', () 
   })
 
   it('password sessions keep their own answers', () => {
-    const appPassword = sessionCredentials(DID, AuthScope.AppPass)
+    const appPassword = sessionCredentials(DID, AuthScope.AppPass, null)
     expect(refusal(() => assertMayCallService(appPassword, 'chat.bsky.convo.listConvos', CHAT, () => new InvalidRequestError('Bad token method', 'InvalidToken')))).toEqual({
       status: 400,
       error: 'InvalidToken',
       message: 'Bad token method',
     })
-    const owner = sessionCredentials(DID, AuthScope.Access)
+    const owner = sessionCredentials(DID, AuthScope.Access, null)
     expect(owner.oauth).toBeNull()
     expect(refusal(call(owner, 'com.atproto.server.createAppPassword'))).toBeNull()
   })

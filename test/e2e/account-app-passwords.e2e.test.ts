@@ -16,7 +16,7 @@ import type { PdsProcess } from './harness'
 import type { AppViewStub } from './helpers/account-appview-stub'
 import { type AccountServers, appPasswordSession, HANDLE, uniqueName, useAccountServers } from './helpers/account-fixture'
 import type { Peer } from './helpers/reference-peer'
-import { createSession, decodeJwt, expectStatus, expectXrpcError, type Session, xget, xpost } from './xrpc-client'
+import { createSession, decodeJwt, expectStatus, expectXrpcError, request, type Session, xget, xpost } from './xrpc-client'
 
 let pdsB: PdsProcess, stub: AppViewStub, ours: Peer, oursB: Peer
 let peers: AccountServers['peers'], onBoth: AccountServers['onBoth'], expectSameError: AccountServers['expectSameError']
@@ -145,8 +145,10 @@ describe('app passwords', () => {
       'Invalid identifier or password',
     )
     await onBoth(async (p) => {
-      // Access tokens are stateless: the revoked one lives until it expires (as the reference).
-      expectStatus(await xget(p, 'com.atproto.server.getSession', undefined, gone.get(p)?.session.accessJwt), 200)
+      // Ours ends the access token on its next request; the reference's lives until it expires (two hours).
+      const stale = await xget(p, 'com.atproto.server.getSession', undefined, gone.get(p)?.session.accessJwt)
+      if (p.name === 'ours') expectXrpcError(stale, 400, 'ExpiredToken', 'Token has been revoked')
+      else expectStatus(stale, 200)
       expectStatus(await xget(p, 'com.atproto.server.getSession', undefined, owner.get(p)?.accessJwt), 200)
       const refreshed = expectStatus(await xpost(p, 'com.atproto.server.refreshSession', undefined, owner.get(p)?.refreshJwt), 200)
       expect(decodeJwt(refreshed.body.accessJwt).scope).toBe('com.atproto.access')
@@ -191,5 +193,70 @@ describe('app passwords', () => {
     const list = expectStatus(await xget(ours, 'com.atproto.server.listAppPasswords', undefined, ours.token), 200)
     expect((list.body.passwords as { name: string }[]).filter((e) => e.name === name)).toHaveLength(1)
     expect((await createSession(ours, HANDLE, first.password)).did).toBe(ours.did)
+  })
+})
+
+describe('signing out takes effect on the very next request', () => {
+  // pdsB forwards to the stub AppView, so forwarded calls are covered too.
+  const calls = (token: string) => ({
+    localQuery: () => xget(oursB, 'com.atproto.server.getSession', undefined, token),
+    forwardedQuery: () => xget(oursB, 'app.bsky.feed.getTimeline', { limit: 1 }, token),
+    forwardedProcedure: () => xpost(oursB, 'app.bsky.notification.updateSeen', { seenAt: new Date().toISOString() }, token),
+    procedure: () => xpost(oursB, 'app.bsky.actor.putPreferences', { preferences: [] }, token),
+    upload: () => request(oursB, '/xrpc/com.atproto.repo.uploadBlob', { method: 'POST', body: new Uint8Array([1, 2, 3]), headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' } }),
+    createRecord: () =>
+      xpost(oursB, 'com.atproto.repo.createRecord', { repo: oursB.did, collection: 'app.bsky.feed.post', record: { $type: 'app.bsky.feed.post', text: 'after sign-out', createdAt: new Date().toISOString() } }, token),
+    putRecord: () =>
+      xpost(oursB, 'com.atproto.repo.putRecord', { repo: oursB.did, collection: 'app.bsky.actor.profile', rkey: 'self', record: { $type: 'app.bsky.actor.profile', displayName: 'after sign-out' } }, token),
+    deleteRecord: () => xpost(oursB, 'com.atproto.repo.deleteRecord', { repo: oursB.did, collection: 'app.bsky.feed.post', rkey: '3jzfcijpj2z2a' }, token),
+    applyWrites: () =>
+      xpost(oursB, 'com.atproto.repo.applyWrites', { repo: oursB.did, writes: [{ $type: 'com.atproto.repo.applyWrites#delete', collection: 'app.bsky.feed.post', rkey: '3jzfcijpj2z2a' }] }, token),
+  })
+  const head = async () => (await xget(oursB, 'com.atproto.sync.getLatestCommit', { did: oursB.did })).body
+
+  const expectAllRefused = async (token: string) => {
+    const before = await head()
+    stub.clear()
+    for (const [name, call] of Object.entries(calls(token))) {
+      const res = await call()
+      expect({ name, status: res.status, body: res.body }).toEqual({ name, status: 400, body: { error: 'ExpiredToken', message: 'Token has been revoked' } })
+    }
+    // Nothing was committed and no procedure reached the AppView.
+    expect(await head()).toEqual(before)
+    expect(stub.requests.filter((r) => r.path.includes('updateSeen'))).toEqual([])
+  }
+
+  test('a live session can make every kind of call (the check below can fail)', async () => {
+    const s = await createSession(oursB, HANDLE, oursB.password)
+    for (const [name, call] of Object.entries(calls(s.accessJwt))) {
+      const res = await call()
+      expect({ name, ok: res.status < 500 && (res.body as { error?: string } | undefined)?.error !== 'ExpiredToken' }).toEqual({ name, ok: true })
+    }
+  })
+
+  test('deleteSession: its access token is refused at once, other sessions are not', async () => {
+    const s = await createSession(oursB, HANDLE, oursB.password)
+    const other = await createSession(oursB, HANDLE, oursB.password)
+    expectStatus(await xpost(oursB, 'com.atproto.server.deleteSession', undefined, s.refreshJwt), 200)
+    await expectAllRefused(s.accessJwt)
+    expectStatus(await xget(oursB, 'com.atproto.server.getSession', undefined, other.accessJwt), 200)
+  })
+
+  test('a refreshed session: signing out ends the old and the new access tokens, and the rotated refresh token cannot bring it back', async () => {
+    const s = await createSession(oursB, HANDLE, oursB.password)
+    const next = expectStatus(await xpost(oursB, 'com.atproto.server.refreshSession', undefined, s.refreshJwt), 200).body
+    expect(decodeJwt(next.accessJwt).sid).toBe(decodeJwt(s.accessJwt).sid)
+    expectStatus(await xpost(oursB, 'com.atproto.server.deleteSession', undefined, next.refreshJwt), 200)
+    expectXrpcError(await xget(oursB, 'com.atproto.server.getSession', undefined, s.accessJwt), 400, 'ExpiredToken', 'Token has been revoked')
+    expectXrpcError(await xget(oursB, 'com.atproto.server.getSession', undefined, next.accessJwt), 400, 'ExpiredToken', 'Token has been revoked')
+    // The first refresh token was still in its grace period: it is gone with the session.
+    expectXrpcError(await xpost(oursB, 'com.atproto.server.refreshSession', undefined, s.refreshJwt), 400, 'ExpiredToken', 'Token has been revoked')
+  })
+
+  test("revokeAppPassword: that password's access tokens are refused at once, for every kind of call", async () => {
+    const name = uniqueName('signout')
+    const { session } = await appPasswordSession(oursB, name)
+    expectStatus(await xpost(oursB, 'com.atproto.server.revokeAppPassword', { name }, oursB.token), 200)
+    await expectAllRefused(session.accessJwt)
   })
 })
