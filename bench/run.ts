@@ -2,30 +2,32 @@
  * Benchmark: our PDS (the Worker under `wrangler dev`) against the official
  * reference PDS (@atproto/pds, Node 22), both on loopback, in the same run.
  *
- *   bun bench/run.ts            full run (300 + 408 writes each, 10,000-record getRepo, firehose x1/x50, 3 x 50 MB uploadBlob)
+ *   bun bench/run.ts            full run (300 + 408 writes each, 10,000-record getRepo, firehose x1/x50, 3 x 25 + 3 x 100 MB uploadBlob)
  *   bun bench/run.ts --quick    smaller run, for a quick check (~2.5 min)
  *   bun bench/run.ts --import-records 100000    phase 9 with that many records (default 10,000; 2,000 with --quick)
  *   bun bench/run.ts --only import [--import-records N]    phase 9 alone, into its own section of results.md
  *   bun bench/run.ts --only firehose [--quick]    phase 6 alone (CPU per write with 0, 1 and 50 subscribers), its own section
+ *   bun bench/run.ts --only blobs [--quick]    phase 7 alone (uploadBlob at two sizes, the blob probe), its own section
  *
  * Phases, each interleaved between the two servers (bench/rounds.ts):
  * 0 GET / and _health; 1 sequential createRecord; 2 eight concurrent clients;
  * 3 D1 round trips and rows per write (our request log); 4 server CPU per
  * write (/proc); 6 firehose: CPU per write with 0, 1 and 50 subscribers, delivery with 1 and 50; 5 getRepo of
  * a seeded repo with the server's peak RSS (seeding makes repos big); 7
- * uploadBlob of a large random binary with throughput and peak RSS; 9
+ * uploadBlob of large random binaries (two sizes) with throughput and peak
+ * RSS, and the blob probe (bench/blobs.ts); 9
  * importRepo of a seeded account's CAR on fresh servers (bench/import.ts, last).
  * Progress goes to stderr; the table to stdout and bench/results.md.
  */
 import { join } from 'node:path'
-import { Payload, uploadBlob, type BlobUpload } from './blobs'
+import { blobPhase } from './blobs'
 import { firehosePhase, runFirehoseStandalone } from './firehose'
 import { downloadRepo, type RepoDownload } from './getrepo'
 import { importConfigFrom, importPhase, runImportStandalone } from './import'
 import { machine } from './proc'
-import { gitDescribe, Report } from './report'
+import { gitDescribe, Report, writeSection } from './report'
 import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
-import { agentFor, getLatencies, parseErrorLogs, REFERENCE_BLOB_UPLOAD_LIMIT, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
+import { agentFor, getLatencies, parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
 import { proxiedTimelines, STUB_APPVIEW_DID, startAppViewStub } from './proxy'
 import { fmt, median, percentile, sum } from './stats'
 import { concurrentWrites, seedRecords, sequentialWrites, type WriteRun } from './writes'
@@ -34,8 +36,8 @@ const QUICK = process.argv.includes('--quick')
 const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
 const IMPORT = importConfigFrom(process.argv, QUICK)
 const CONFIG = QUICK
-  ? { proxied: 60, pings: 30, warmup: 10, seqRounds: 2, seqWrites: 50, concRounds: 2, clients: 8, perClient: 5, records: 2_000, downloads: 3, fhWrites: 40, fhBlock: 20, fanout: 50, blobMB: 20, blobRounds: 1 }
-  : { proxied: 200, pings: 60, warmup: 20, seqRounds: 3, seqWrites: 100, concRounds: 3, clients: 8, perClient: 17, records: 10_000, downloads: 3, fhWrites: 100, fhBlock: 25, fanout: 50, blobMB: 50, blobRounds: 3 }
+  ? { proxied: 60, pings: 30, warmup: 10, seqRounds: 2, seqWrites: 50, concRounds: 2, clients: 8, perClient: 5, records: 2_000, downloads: 3, fhWrites: 40, fhBlock: 20, fanout: 50, blobMB: [5, 20], blobRounds: 1 }
+  : { proxied: 200, pings: 60, warmup: 20, seqRounds: 3, seqWrites: 100, concRounds: 3, clients: 8, perClient: 17, records: 10_000, downloads: 3, fhWrites: 100, fhBlock: 25, fanout: 50, blobMB: [25, 100], blobRounds: 3 }
 const SEED_BATCH = 200
 const RESULTS = join(import.meta.dir, 'results.md')
 const CREATE = '/xrpc/com.atproto.repo.createRecord'
@@ -244,35 +246,8 @@ const main = async (): Promise<void> => {
       `Server CPU by process (ms), ours: ${groupText(groupsPer(repos.ours, () => 1))}.`,
   )
 
-  // 7: uploadBlob of a large random binary (last, so its memory churn cannot touch the other phases).
-  // Ours is charged the user-worker workerd's RSS (the figure that matters on Cloudflare); all workerd in the note.
-  progress(`phase 7: uploadBlob ${CONFIG.blobRounds} x ${CONFIG.blobMB} MB on both`)
-  const payload = new Payload(CONFIG.blobMB * 1e6)
-  const rssSets = (s: Server): Record<string, number[]> =>
-    s.name === 'ours' ? { main: s.breakdown()['workerd (worker)'], all: s.pids() } : { main: s.pids(), all: s.pids() }
-  const uploads = await interleave(pair, CONFIG.blobRounds, (s) => uploadBlob(s.url, agents[s.name].session!.accessJwt, payload, rssSets(s)))
-  const up = (name: ServerName, f: (u: BlobUpload) => number) => median(uploads[name].map((r) => f(r.result)))
-  const upEach = (name: ServerName, f: (u: BlobUpload) => number) => uploads[name].map((r) => fmt(f(r.result))).join(', ')
-  report.add(`uploadBlob ${CONFIG.blobMB} MB throughput, median`, 'MB/s', up('ours', (u) => u.mbPerS), up('ref', (u) => u.mbPerS), 'higher')
-  report.add(`uploadBlob ${CONFIG.blobMB} MB time, median`, 'ms', up('ours', (u) => u.ms), up('ref', (u) => u.ms), 'lower')
-  report.add('uploadBlob server peak RSS increase, median', 'MiB', up('ours', (u) => u.rssPeakDeltaKib.main / 1024), up('ref', (u) => u.rssPeakDeltaKib.main / 1024), 'lower')
-  report.add('uploadBlob server CPU, median', 'ms', median(uploads.ours.map((r) => r.cpu)), median(uploads.ref.map((r) => r.cpu)), 'lower')
-  const badBlobs = (name: ServerName) => uploads[name].filter((r) => !r.result.cidOk || !r.result.sizeOk).length
-  report.add('uploadBlob wrong CID or size (sanity)', 'uploads', badBlobs('ours'), badBlobs('ref'), 'no-ratio')
-  for (const name of ['ours', 'ref'] as const) {
-    if (badBlobs(name) === 0) continue
-    report.note(`WARNING: ${name === 'ours' ? 'ours' : 'the reference'} returned a blob ref that is not the raw sha256 CID or size of the bytes sent: ${uploads[name].map((r) => `${r.result.cid} (${r.result.cidOk ? 'cid ok' : 'cid WRONG'}, ${r.result.sizeOk ? 'size ok' : 'size WRONG'})`).join('; ')}.`)
-  }
-  report.note(
-    `uploadBlob: ${CONFIG.blobRounds} x ${CONFIG.blobMB} MB (${(CONFIG.blobMB * 1e6).toLocaleString('en')} bytes, random, first 32 bytes renewed per upload so nothing dedupes) ` +
-      'POSTed raw as application/octet-stream with Content-Length, timed from request sent to JSON response parsed; ' +
-      `the reference was started with blobUploadLimit ${REFERENCE_BLOB_UPLOAD_LIMIT} bytes (its default is 5 MB). ` +
-      `Times (ms), ours: ${upEach('ours', (u) => u.ms)}; reference: ${upEach('ref', (u) => u.ms)}. ` +
-      `Peak RSS increase (MiB, sampled every 10 ms), ours user-worker workerd: ${upEach('ours', (u) => u.rssPeakDeltaKib.main / 1024)} ` +
-      `(all workerd incl. the entry proxy: ${upEach('ours', (u) => u.rssPeakDeltaKib.all / 1024)}); reference: ${upEach('ref', (u) => u.rssPeakDeltaKib.main / 1024)}. ` +
-      `Server CPU by process (ms), ours: ${groupText(groupsPer(uploads.ours, () => 1))}. ` +
-      `Returned mimeType, ours: ${uploads.ours[0]?.result.mimeType}; reference: ${uploads.ref[0]?.result.mimeType}.`,
-  )
+  // 7: uploadBlob of large random binaries (last, so its memory churn cannot touch the other phases).
+  await blobPhase(report, pair, { ours: agents.ours.session!.accessJwt, ref: agents.ref.session!.accessJwt }, { sizesMB: CONFIG.blobMB, rounds: CONFIG.blobRounds }, progress)
 
   // 9: importRepo, on servers of its own (the main pair stops first, so the machine is quieter).
   progress('phase 9: stopping the main pair; importRepo on fresh servers')
@@ -286,10 +261,34 @@ const main = async (): Promise<void> => {
   progress(`done in ${elapsedS.toFixed(0)} s; written to ${RESULTS}`)
 }
 
+/** Phase 7 alone, on a fresh pair, into its own section of results.md. */
+const runBlobsStandalone = async (): Promise<void> => {
+  const report = new Report()
+  const date = new Date().toISOString()
+  const host = machine()
+  const code = gitDescribe()
+  progress(`starting both servers (phase 7 alone, ${QUICK ? 'quick' : 'full'} sizes) on ${host}`)
+  const pair = await both(async (name) => {
+    const server = await (name === 'ours' ? startOurs() : startReference())
+    servers.push(server)
+    return server
+  })
+  const agents = await both((name) => agentFor(pair[name]))
+  await both((name) => sequentialWrites(agents[name], pair[name].did, 5))
+  await blobPhase(report, pair, { ours: agents.ours.session!.accessJwt, ref: agents.ref.session!.accessJwt }, { sizesMB: CONFIG.blobMB, rounds: CONFIG.blobRounds }, progress)
+  const elapsedS = (performance.now() - t0) / 1000
+  const run = `bun bench/run.ts --only blobs${QUICK ? ' --quick' : ''}`
+  const text = report.section(`uploadBlob, ${CONFIG.blobMB.join(' and ')} MB (standalone run)`, { date, machine: host, code, run, elapsedS })
+  writeSection(RESULTS, 'blobs', text)
+  console.log(text)
+  progress(`done in ${elapsedS.toFixed(0)} s; section written to ${RESULTS}`)
+}
+
 try {
   if (ONLY === 'import') await runImportStandalone(IMPORT, QUICK)
   else if (ONLY === 'firehose') await runFirehoseStandalone(CONFIG, QUICK)
-  else if (ONLY !== undefined) throw new Error(`--only ${ONLY}: only "import" and "firehose" run alone`)
+  else if (ONLY === 'blobs') await runBlobsStandalone()
+  else if (ONLY !== undefined) throw new Error(`--only ${ONLY}: only "import", "firehose" and "blobs" run alone`)
   else await main()
 } catch (err) {
   // After Ctrl-C the in-flight request fails as its server goes away: not worth a stack trace.
