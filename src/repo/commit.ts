@@ -22,6 +22,7 @@ import type { PlannedCommit, RepoContext } from './context'
 import { BlobRefError, InvalidRecordError, RepoBusyError } from './errors'
 import { planGenesis, type GenesisResult } from './plan-genesis'
 import { planWrites, type CommitOptions, type CommitResult, type WriteRequest } from './plan-writes'
+import { rememberHead } from './head'
 import { blockCache } from './storage'
 
 export type { CommitOptions, CommitResult, GenesisResult, RepoContext, WriteRequest }
@@ -77,6 +78,7 @@ export const runCommit = <R>(ctx: RepoContext, plan: () => Promise<PlannedCommit
         continue
       }
       blockCache.remember(planned.newBlocks)
+      if (planned.head) rememberHead(planned.head)
       ctx.onCommit?.()
       return planned.result
     }

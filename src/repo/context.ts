@@ -8,6 +8,7 @@ import type { Keypair } from '@atproto/crypto'
 import type { BlockMap } from '@atproto/repo'
 import type { Db } from '../db/client'
 import type { CommitWrite } from '../db/repo'
+import type { RepoHead } from './head'
 
 export interface RepoContext {
   db: Db
@@ -25,6 +26,8 @@ export interface PlannedCommit<R> {
   write: CommitWrite
   /** Blocks the isolate cache may keep once the batch committed. */
   newBlocks: BlockMap
+  /** The head the isolate may start its next write from once the batch committed (src/repo/head.ts). */
+  head?: RepoHead
   result: R
 }
 

@@ -15,7 +15,6 @@
  * Nothing here writes: src/repo/commit.ts runs the plan under its lock.
  */
 import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
-import { Repo, WriteOpAction, type RecordWriteOp } from '@atproto/repo'
 import { assertActive } from '../account-status'
 import { selectAccount, type AccountRow } from '../db/account-row'
 import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
@@ -27,7 +26,7 @@ import { encodeCommitEvent, type CommitOp } from '../firehose/events'
 import { blockRows, type PlannedCommit, type RepoContext } from './context'
 import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError } from './errors'
 import { backlinksOf, prepareDelete, type PreparedWrite } from './prepare'
-import { D1Blockstore } from './storage'
+import { formatCommit, headAt, loadPaths } from './head'
 
 /** A write as the handlers ask for it; `put` becomes create or update against the current tree. */
 export type WriteRequest = PreparedWrite | (Omit<PreparedWrite & { action: 'update' }, 'action'> & { action: 'put' })
@@ -72,15 +71,14 @@ export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opt
     return prepareDelete({ did: ctx.did, collection, rkey })
   })
 
-  const storage = new D1Blockstore(ctx.db)
-  const repo = await Repo.load(storage, rootCid)
-  const prevData = repo.commit.data
+  const head = await headAt(ctx.db, rootCid)
+  const prevData = head.commit.data
   const all = [...conflictDeletes, ...requests]
-  await storage.prefetchPaths(prevData, all.map(dataKey))
-  const { writes, ops } = await resolveWrites(all, (key) => repo.data.get(key))
+  await loadPaths(head, all.map(dataKey))
+  const { writes, ops } = await resolveWrites(all, (key) => head.data.get(key))
   if (writes.length === 0) return null
 
-  const commit = await repo.formatCommit(writes.map(toRepoOp), ctx.signingKey)
+  const commit = await formatCommit(head, writes, ctx.signingKey)
   // Blocks of records written in this commit whose CID already existed in the
   // repo (an identical record elsewhere) are not "new", but consumers need them.
   for (const w of writes) {
@@ -128,6 +126,7 @@ export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opt
       }),
     },
     newBlocks: commit.newBlocks,
+    head: commit.next,
     result: { cid: commit.cid, rev: commit.rev, since: commit.since, prevData, ops, writes },
   }
 }
@@ -245,13 +244,3 @@ const checkRecordSwap = (write: PreparedWrite, existing: Cid | null): void => {
     throw new BadRecordSwapError(existing)
   }
 }
-
-const toRepoOp = (w: PreparedWrite): RecordWriteOp =>
-  w.action === 'delete'
-    ? { action: WriteOpAction.Delete, collection: w.collection as never, rkey: w.rkey as never }
-    : {
-        action: w.action === 'create' ? WriteOpAction.Create : WriteOpAction.Update,
-        collection: w.collection as never,
-        rkey: w.rkey as never,
-        record: w.record,
-      }

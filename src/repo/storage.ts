@@ -6,12 +6,11 @@
  */
 import { BlockMap, ReadableBlockstore, type CommitData, type RepoStorage } from '@atproto/repo'
 import type { Cid } from '@atproto/lex-data'
-import { decode } from '@atproto/lex-cbor'
 import type { Db } from '../db/client'
 import { getBlockBytes } from '../db/repo'
 
 /** A bounded LRU of block bytes, shared by all requests of this isolate. */
-class BlockCache {
+export class BlockCache {
   private map = new Map<string, Uint8Array>()
   private bytes = 0
   constructor(private readonly maxBytes: number) {}
@@ -47,14 +46,23 @@ class BlockCache {
 export const blockCache = new BlockCache(32 * 1024 * 1024)
 
 export class D1Blockstore extends ReadableBlockstore implements RepoStorage {
+  /** Blocks read through this store (src/repo/head.ts bounds how long a tree is kept by it). */
+  loads = 0
+
   constructor(
-    private readonly db: Db,
+    private db: Db,
     private readonly cache: BlockCache = blockCache,
   ) {
     super()
   }
 
+  /** A tree kept between writes (src/repo/head.ts) loads its nodes with the current request's client. */
+  useDb(db: Db): void {
+    this.db = db
+  }
+
   async getBytes(cid: Cid): Promise<Uint8Array | null> {
+    this.loads++
     const key = cid.toString()
     const cached = this.cache.get(key)
     if (cached) return cached
@@ -95,32 +103,6 @@ export class D1Blockstore extends ReadableBlockstore implements RepoStorage {
     return { blocks, missing }
   }
 
-  /**
-   * Warms the cache with the MST nodes on the paths to `keys`, one batched D1
-   * round trip per tree level, instead of the one query per node that lazy
-   * loading would make on a cold isolate (which could blow the Workers
-   * subrequest limit for a 200-op write). Nodes off these paths (neighbours
-   * touched by merges and proofs) still load lazily.
-   */
-  async prefetchPaths(dataRoot: Cid, keys: string[]): Promise<void> {
-    let level: { cid: Cid; keys: string[] }[] = [{ cid: dataRoot, keys }]
-    while (level.length > 0) {
-      const { blocks } = await this.getBlocks(level.map((n) => n.cid))
-      const next = new Map<string, { cid: Cid; keys: string[] }>()
-      for (const node of level) {
-        const bytes = blocks.get(node.cid)
-        if (!bytes) continue
-        for (const [child, childKeys] of routeKeys(decode(bytes) as unknown as MstNode, node.keys)) {
-          const id = child.toString()
-          const entry = next.get(id) ?? { cid: child, keys: [] }
-          entry.keys.push(...childKeys)
-          next.set(id, entry)
-        }
-      }
-      level = [...next.values()]
-    }
-  }
-
   // The RepoStorage write half is deliberately unusable: the one write path
   // is runCommit() (src/repo/commit.ts), which applies a commit as a single D1 batch.
   getRoot(): Promise<Cid | null> {
@@ -141,35 +123,3 @@ export class D1Blockstore extends ReadableBlockstore implements RepoStorage {
 }
 
 
-/** An MST node as stored (atproto repo spec): left subtree, then prefix-compressed entries. */
-interface MstNode {
-  l: Cid | null
-  e: { p: number; k: Uint8Array; v: Cid; t: Cid | null }[]
-}
-
-const utf8 = new TextDecoder()
-
-/** Which child subtree each key descends into (keys found in this node stop here). */
-const routeKeys = (node: MstNode, keys: string[]): Map<Cid, string[]> => {
-  const routes = new Map<Cid, string[]>()
-  const add = (cid: Cid | null, key: string) => {
-    if (!cid) return
-    const list = routes.get(cid) ?? []
-    list.push(key)
-    routes.set(cid, list)
-  }
-  // Rebuild the full keys from the prefix compression.
-  const entryKeys: string[] = []
-  let prev = ''
-  for (const entry of node.e) {
-    prev = prev.slice(0, entry.p) + utf8.decode(entry.k)
-    entryKeys.push(prev)
-  }
-  for (const key of keys) {
-    let i = -1
-    while (i + 1 < entryKeys.length && entryKeys[i + 1] <= key) i++
-    if (i === -1) add(node.l, key)
-    else if (entryKeys[i] !== key) add(node.e[i].t, key)
-  }
-  return routes
-}
