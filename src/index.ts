@@ -42,7 +42,7 @@ const app = new Hono<AppEnv>()
 app.use('*', cors({ origin: '*', maxAge: 86400, exposeHeaders: ['x-request-id', 'DPoP-Nonce', 'WWW-Authenticate'] }))
 app.use('*', requestContext)
 
-mountHttpRoutes(app)
+mountHttpRoutes(app, router)
 router.mount(app)
 
 app.notFound((c) => c.json({ error: 'NotFound', message: 'Not Found' }, 404))

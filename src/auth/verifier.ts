@@ -65,22 +65,54 @@ const bearerToken = (header: string | null): string | null => {
   return parsed?.token ?? null
 }
 
+/**
+ * Access tokens this isolate has verified, by their exact text: an app sends
+ * the same token on every call for up to two hours, and checking its HMAC
+ * again proves nothing new. Only the signature check is skipped; expiry and
+ * every claim check still run on each use, and a signed-out session is
+ * still refused (src/auth/live-session.ts).
+ */
+const verifiedTokens = new Map<string, jose.JWTPayload>()
+const VERIFIED_TOKENS_MAX = 64
+
+const rememberVerified = (key: string, payload: jose.JWTPayload): void => {
+  if (verifiedTokens.size >= VERIFIED_TOKENS_MAX) verifiedTokens.delete(verifiedTokens.keys().next().value as string)
+  verifiedTokens.set(key, payload)
+}
+
+/** The HMAC key, imported once per secret instead of on every verification. */
+let hmacKey: { secret: Uint8Array; key: Promise<CryptoKey> } | null = null
+const hmacKeyFor = (secret: Uint8Array): Promise<CryptoKey> => {
+  if (hmacKey?.secret !== secret) {
+    hmacKey = { secret, key: crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']) }
+  }
+  return hmacKey.key
+}
+
 const verifySessionJwt = async (
   cfg: Config,
   token: string,
   opts: { typ: string; scopes: readonly string[]; allowExpired?: boolean },
 ): Promise<jose.JWTPayload & { sub: string }> => {
-  let payload: jose.JWTPayload
-  try {
-    ;({ payload } = await jose.jwtVerify(token, cfg.jwtSecret, {
-      audience: cfg.serviceDid,
-      typ: opts.typ,
-      algorithms: ['HS256'],
-      clockTolerance: opts.allowExpired ? Number.MAX_SAFE_INTEGER : undefined,
-    }))
-  } catch (err) {
-    if (err instanceof jose.errors.JWTExpired) throw new InvalidRequestError('Token has expired', 'ExpiredToken')
-    throw new InvalidRequestError('Token could not be verified', 'InvalidToken')
+  const cacheKey = opts.allowExpired ? null : `${opts.typ} ${cfg.serviceDid} ${token}`
+  let payload = cacheKey === null ? undefined : verifiedTokens.get(cacheKey)
+  if (payload && (typeof payload.exp !== 'number' || payload.exp * 1000 <= Date.now())) {
+    verifiedTokens.delete(cacheKey!)
+    payload = undefined
+  }
+  if (!payload) {
+    try {
+      ;({ payload } = await jose.jwtVerify(token, await hmacKeyFor(cfg.jwtSecret), {
+        audience: cfg.serviceDid,
+        typ: opts.typ,
+        algorithms: ['HS256'],
+        clockTolerance: opts.allowExpired ? Number.MAX_SAFE_INTEGER : undefined,
+      }))
+    } catch (err) {
+      if (err instanceof jose.errors.JWTExpired) throw new InvalidRequestError('Token has expired', 'ExpiredToken')
+      throw new InvalidRequestError('Token could not be verified', 'InvalidToken')
+    }
+    if (cacheKey !== null) rememberVerified(cacheKey, payload)
   }
   if (payload.lxm !== undefined || payload.cnf !== undefined) throw new InvalidRequestError('Malformed token', 'InvalidToken')
   if (typeof payload.sub !== 'string' || !payload.sub.startsWith('did:')) throw new InvalidRequestError('Malformed token', 'InvalidToken')

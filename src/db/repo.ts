@@ -9,7 +9,7 @@
 import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
-import { blobBytes, d1ErrorText, schema } from './client'
+import { blobBytes, blobParam, d1ErrorText, schema } from './client'
 import { appendEventStatements } from './state'
 
 const { block, commitChain, repoRoot, record, backlink } = schema
@@ -96,7 +96,7 @@ export const commitStatements = (db: Db, w: CommitWrite): BatchItem<'sqlite'>[] 
     s.push(
       db.orm
         .insert(block)
-        .values(part.map((b) => ({ cid: b.cid, rev: w.rev, size: b.bytes.byteLength, content: b.bytes })))
+        .values(part.map((b) => ({ cid: b.cid, rev: w.rev, size: b.bytes.byteLength, content: blobParam(b.bytes) })))
         .onConflictDoUpdate({
           target: block.cid,
           // A block that comes back after being removed belongs to this rev again.

@@ -5,7 +5,7 @@
 import { eq, inArray, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
-import { schema } from './client'
+import { blobParam, schema } from './client'
 
 const { pdsState, repoSeq, repoSeqChunk } = schema
 
@@ -34,7 +34,7 @@ export const EVENT_CHUNK_BYTES = 512 * 1024
 /** Statements appending one event to the firehose log (for a batch). */
 export const appendEventStatements = (db: Db, type: string, bytes: Uint8Array, now: string): BatchItem<'sqlite'>[] => {
   if (bytes.byteLength <= EVENT_CHUNK_BYTES) {
-    return [db.orm.insert(repoSeq).values({ eventType: type, event: bytes, sequencedAt: now })]
+    return [db.orm.insert(repoSeq).values({ eventType: type, event: blobParam(bytes), sequencedAt: now })]
   }
   const count = Math.ceil(bytes.byteLength / EVENT_CHUNK_BYTES)
   const statements: BatchItem<'sqlite'>[] = [
@@ -43,7 +43,7 @@ export const appendEventStatements = (db: Db, type: string, bytes: Uint8Array, n
   for (let idx = 0; idx < count; idx++) {
     const data = bytes.subarray(idx * EVENT_CHUNK_BYTES, (idx + 1) * EVENT_CHUNK_BYTES)
     // Inside the batch's transaction the newest seq is the event just inserted.
-    statements.push(db.orm.insert(repoSeqChunk).select(sql`SELECT max(seq), ${idx}, ${data} FROM ${repoSeq}`))
+    statements.push(db.orm.insert(repoSeqChunk).select(sql`SELECT max(seq), ${idx}, ${blobParam(data)} FROM ${repoSeq}`))
   }
   return statements
 }

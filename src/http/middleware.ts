@@ -22,14 +22,14 @@ import { toXrpcError } from './errors'
 type WaitUntil = (p: Promise<unknown>) => void
 
 /** After a commit: deliver it on the firehose, and make sure some relay is listening. */
-const afterCommit = (hub: DurableObjectStub<FirehoseHub>, cache: KvCache, config: Config, waitUntil: WaitUntil) => (): void => {
-  waitUntil(hub.notify())
+const afterCommit = (hub: () => DurableObjectStub<FirehoseHub>, cache: KvCache, config: Config, waitUntil: WaitUntil) => (): void => {
+  waitUntil(hub().notify())
   waitUntil(
     requestCrawlIfQuiet({
       cache,
       relays: config.relayHosts,
       hostname: config.hostname,
-      subscribers: async () => (await hub.stats()).subscribers,
+      subscribers: async () => (await hub().stats()).subscribers,
     }),
   )
 }
@@ -67,7 +67,9 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
     const config = await loadConfig(c.env)
     const waitUntil: WaitUntil = (p) => c.executionCtx.waitUntil(p)
     const cache = new KvCache(c.env.CACHE)
-    const firehose = firehoseHub(c.env)
+    // Most requests never reach the firehose: its stub is made on first use.
+    let hub: DurableObjectStub<FirehoseHub> | undefined
+    const firehose = () => (hub ??= firehoseHub(c.env))
     const deps: Deps = {
       config,
       db,
@@ -81,7 +83,9 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
       account: accountLoader(db),
       blobs: new BlobStore(c.env.BLOBS, db, waitUntil),
       cache,
-      firehose,
+      get firehose() {
+        return firehose()
+      },
       loginLimiter: c.env.LOGIN_LIMITER,
       email: emailSender(c.env, config),
       waitUntil,

@@ -33,8 +33,13 @@ const statusReport = (c: Context<AppEnv>): Promise<StatusReport> => {
   })
 }
 
-export const mountHttpRoutes = (app: Hono<AppEnv>): void => {
-  app.get('/xrpc/_health', async (c) => {
+/** Where paths under /xrpc/ that are not lexicon calls are served (the XRPC router's one Hono route). */
+export interface RawXrpcRoutes {
+  raw(name: string, handler: (c: Context<AppEnv>) => Promise<Response>): void
+}
+
+export const mountHttpRoutes = (app: Hono<AppEnv>, xrpc: RawXrpcRoutes): void => {
+  xrpc.raw('_health', async (c) => {
     await c.get('deps').db.orm.run('select 1' as never)
     return c.json({ version: VERSION })
   })
@@ -51,7 +56,7 @@ export const mountHttpRoutes = (app: Hono<AppEnv>): void => {
    * com.atproto.sync.subscribeRepos: the WebSocket is handed to the FirehoseHub
    * Durable Object, which holds it and replays/delivers from the event log.
    */
-  app.get('/xrpc/com.atproto.sync.subscribeRepos', async (c) => {
+  xrpc.raw('com.atproto.sync.subscribeRepos', async (c) => {
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
       throw new XrpcError(426, 'This method is a WebSocket subscription: connect with Upgrade: websocket', 'UpgradeRequired')
     }

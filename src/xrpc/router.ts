@@ -68,6 +68,7 @@ export interface XrpcFallback<T, C> {
 export class XrpcRouter {
   private routes = new Map<string, Route>()
   private fallback: XrpcFallback<unknown, unknown> | null = null
+  private rawRoutes = new Map<string, (c: Context<AppEnv>) => Promise<Response>>()
 
   query<M extends l.Query, C>(method: M, auth: AuthPolicy<C>, handler: XrpcHandler<M, C>, opts: RouteOptions = {}): void {
     this.add(method, auth, handler, opts)
@@ -75,6 +76,16 @@ export class XrpcRouter {
 
   procedure<M extends l.Procedure, C>(method: M, auth: AuthPolicy<C>, handler: XrpcHandler<M, C>, opts: RouteOptions = {}): void {
     this.add(method, auth, handler, opts)
+  }
+
+  /**
+   * A path under /xrpc/ that is not a lexicon call (the health check, the
+   * firehose WebSocket): served by the same Hono route, because a static
+   * route beside `/xrpc/:nsid` would make Hono fall back from its one-regex
+   * router to the slower trie on every request.
+   */
+  raw(name: string, handler: (c: Context<AppEnv>) => Promise<Response>): void {
+    this.rawRoutes.set(name, handler)
   }
 
   setFallback<T, C>(fallback: XrpcFallback<T, C>): void {
@@ -94,6 +105,8 @@ export class XrpcRouter {
     // The raw path segment, as the reference reads it: nothing that is not an NSID is served or forwarded.
     const url = new URL(c.req.url)
     const nsid = url.pathname.slice('/xrpc/'.length)
+    const raw = c.req.method === 'GET' || c.req.method === 'HEAD' ? this.rawRoutes.get(nsid) : undefined
+    if (raw) return raw(c)
     if (!isValidNsid(nsid)) throw new InvalidRequestError('invalid xrpc path')
     const deps = c.get('deps')
     const req = c.req.raw
