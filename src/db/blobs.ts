@@ -19,10 +19,6 @@ export interface BlobRow {
 
 const blobColumns = { cid: blob.cid, r2Key: blob.r2Key, mimeType: blob.mimeType, size: blob.size }
 
-/** Statements (for a read batch) fetching the blobs with these CIDs. */
-export const selectBlobs = (db: Db, cids: string[]) =>
-  chunk(cids, MAX_PARAMS).map((part) => db.orm.select(blobColumns).from(blob).where(inArray(blob.cid, part)))
-
 /** A blob some record references (uploads no record uses yet are not served, as in the reference). */
 export const getReferencedBlobRow = async (db: Db, cid: string): Promise<BlobRow | null> => {
   const [row] = await db.orm

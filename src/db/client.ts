@@ -32,8 +32,20 @@ export interface Db {
   stats: DbStats
   /** Runs statements as one atomic D1 batch (one round trip). */
   batch(statements: BatchItem<'sqlite'>[]): Promise<unknown[]>
-  /** Runs plain SQL statements as one atomic D1 batch (one round trip); returns each statement's rows. */
-  batchSql<T = Record<string, unknown>>(statements: SqlStatement[]): Promise<T[][]>
+  /**
+   * Runs plain SQL statements as one atomic D1 batch (one round trip);
+   * returns each statement's rows as D1 gives them (column names, no
+   * mapping). Drizzle statements may be mixed in: they are rendered to SQL.
+   */
+  batchSql<T = Record<string, unknown>>(statements: (SqlStatement | BatchItem<'sqlite'>)[]): Promise<T[][]>
+}
+
+/** A drizzle statement as plain SQL (what its `toSQL()` renders). */
+const asSqlStatement = (item: SqlStatement | BatchItem<'sqlite'>): SqlStatement => {
+  const builder = item as unknown as { toSQL?: () => { sql: string; params: unknown[] } }
+  if (typeof builder.toSQL !== 'function') return item as SqlStatement
+  const { sql: text, params } = builder.toSQL()
+  return { sql: text, params: params as SqlStatement['params'] }
 }
 
 type Meta = { rows_read?: number; rows_written?: number }
@@ -103,9 +115,14 @@ export const openDb = (d1: D1Database): Db => {
     stats,
     batch: (statements) =>
       statements.length === 0 ? Promise.resolve([]) : orm.batch(statements as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]),
-    batchSql: async <T>(statements: SqlStatement[]) => {
+    batchSql: async <T>(statements: (SqlStatement | BatchItem<'sqlite'>)[]) => {
       if (statements.length === 0) return []
-      const results = await counted.batch<T>(statements.map((s) => counted.prepare(s.sql).bind(...(s.params ?? []))))
+      const results = await counted.batch<T>(
+        statements.map((item) => {
+          const s = asSqlStatement(item)
+          return counted.prepare(s.sql).bind(...(s.params ?? []))
+        }),
+      )
       return results.map((r) => r.results ?? [])
     },
   }

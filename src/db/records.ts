@@ -2,11 +2,11 @@
  * Record index queries. Values are the record blocks themselves, joined from
  * `block`, so the index never holds a second copy that could drift.
  */
-import { and, asc, desc, eq, gt, gte, lt } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, lt } from 'drizzle-orm'
 import type { Db } from './client'
 import { blobBytes, schema } from './client'
 
-const { block, record, backlink } = schema
+const { block, record } = schema
 
 export interface RecordRow {
   uri: string
@@ -44,18 +44,3 @@ export const listCollections = async (db: Db): Promise<string[]> => {
   const rows = await db.orm.selectDistinct({ collection: record.collection }).from(record).orderBy(asc(record.collection))
   return rows.map((r) => r.collection)
 }
-
-/** Query (not yet run) for records of `collection` that link to `linkTo` at `path`. */
-export const selectBacklinkUris = (db: Db, opts: { uriPrefix: string; path: string; linkTo: string }) =>
-  db.orm
-    .select({ uri: backlink.uri })
-    .from(backlink)
-    .where(
-      and(
-        eq(backlink.path, opts.path),
-        eq(backlink.linkTo, opts.linkTo),
-        // A range, not LIKE: DIDs may contain '%' (did:web ports are %3A).
-        gte(backlink.uri, opts.uriPrefix),
-        lt(backlink.uri, `${opts.uriPrefix}\uffff`),
-      ),
-    )

@@ -55,14 +55,9 @@ export const rotateRefreshToken = async (
   return updated.length > 0
 }
 
-/**
- * A session is live while any of its refresh tokens exists; a query that can
- * ride along in a request's first D1 batch (see isLiveSession).
- */
-export const liveSessionQuery = (db: Db, sessionId: string) =>
-  db.orm.select({ id: refreshToken.id }).from(refreshToken).where(eq(refreshToken.sessionId, sessionId)).limit(1)
-
-export const isLiveSession = async (db: Db, sessionId: string): Promise<boolean> => (await liveSessionQuery(db, sessionId)).length > 0
+/** A session is live while any of its refresh tokens exists (a record write asks in its first batch: src/db/write-reads.ts). */
+export const isLiveSession = async (db: Db, sessionId: string): Promise<boolean> =>
+  (await db.orm.select({ id: refreshToken.id }).from(refreshToken).where(eq(refreshToken.sessionId, sessionId)).limit(1)).length > 0
 
 export const deleteExpiredRefreshTokens = async (db: Db, now: string): Promise<void> => {
   await db.orm.delete(refreshToken).where(lte(refreshToken.expiresAt, now))

@@ -40,6 +40,25 @@ const MAX_NODE_LOADS = 20_000
 
 let remembered: RepoHead | null = null
 
+/**
+ * An MST node never changes once made (every edit makes new nodes), but
+ * @atproto/repo serialises each new node of a commit twice: for its CID, then
+ * again for the diff's block. The first result is kept per node, so each new
+ * node is encoded and hashed once. Transparent: the same bytes either way.
+ */
+const serialized = new WeakMap<MST, Promise<{ cid: Cid; bytes: Uint8Array }>>()
+const serializeNode = MST.prototype.serialize
+MST.prototype.serialize = function serializeOnce(this: MST) {
+  let result = serialized.get(this)
+  if (!result) {
+    result = serializeNode.call(this)
+    serialized.set(this, result)
+    // A failed serialisation (a missing block) may be retried.
+    result.catch(() => serialized.delete(this))
+  }
+  return result
+}
+
 /** The head at `rootCid`: this isolate's own when it is current, otherwise loaded from blocks. */
 export const headAt = async (db: Db, rootCid: Cid, cache?: BlockCache): Promise<RepoHead> => {
   if (remembered && remembered.cid.equals(rootCid) && remembered.storage.loads < MAX_NODE_LOADS) {

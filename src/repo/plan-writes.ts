@@ -16,11 +16,9 @@
  */
 import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
 import { assertActive } from '../account-status'
-import { selectAccount, type AccountRow } from '../db/account-row'
-import { blobReferenceStatements, selectBlobs, type BlobRow } from '../db/blobs'
-import { selectBacklinkUris } from '../db/records'
-import { selectRoot, type RootRow } from '../db/repo'
-import { liveSessionQuery } from '../db/tokens'
+import { blobReferenceStatements, type BlobRow } from '../db/blobs'
+import type { RootRow } from '../db/repo'
+import { readForWrite } from '../db/write-reads'
 import { SessionRevokedError } from '../errors'
 import { encodeCommitEvent, type CommitOp } from '../firehose/events'
 import { blockRows, type PlannedCommit, type RepoContext } from './context'
@@ -137,31 +135,19 @@ const readForWrites = async (
   requests: WriteRequest[],
   opts: CommitOptions,
 ): Promise<{ root: RootRow; replaced: Set<string>; blobs: Map<string, BlobRow> }> => {
-  const { db } = ctx
-  const backlinkQueries = opts.replaceBacklinks
-    ? requests.flatMap((w) =>
-        w.action === 'create'
-          ? backlinksOf(w).map((b) => selectBacklinkUris(db, { uriPrefix: `at://${ctx.did}/${w.collection}/`, ...b }))
-          : [],
-      )
-    : []
-  const blobCids = [...new Set(requests.flatMap((w) => (w.action === 'delete' ? [] : w.blobs.map((b) => b.ref.toString()))))]
-  const blobQueries = selectBlobs(db, blobCids)
-  const sessionQueries = opts.liveSession ? [liveSessionQuery(db, opts.liveSession)] : []
-  const [rootRows, accountRows, ...rest] = (await db.batch([selectRoot(db), selectAccount(db), ...backlinkQueries, ...blobQueries, ...sessionQueries])) as [
-    RootRow[],
-    AccountRow[],
-    ...unknown[][],
-  ]
+  const reads = await readForWrite(ctx.db, {
+    liveSession: opts.liveSession ?? null,
+    blobCids: [...new Set(requests.flatMap((w) => (w.action === 'delete' ? [] : w.blobs.map((b) => b.ref.toString()))))],
+    backlinks: opts.replaceBacklinks
+      ? requests.flatMap((w) => (w.action === 'create' ? backlinksOf(w).map((b) => ({ uriPrefix: `at://${ctx.did}/${w.collection}/`, ...b })) : []))
+      : [],
+  })
   // Read with the root, in the same round trip: a signed-out session and an inactive account's repo write nothing.
-  if (sessionQueries.length > 0 && (rest.at(-1) ?? []).length === 0) throw new SessionRevokedError()
-  if (accountRows[0]) assertActive(accountRows[0])
-  const root = rootRows[0]
+  if (reads.sessionLive === false) throw new SessionRevokedError()
+  if (reads.account) assertActive(reads.account)
   // The genesis commit is made at first start (src/account/bootstrap.ts), never by a write.
-  if (!root) throw new Error('The repo has no genesis commit yet')
-  const backlinkRows = rest.slice(0, backlinkQueries.length) as { uri: string }[][]
-  const blobs = new Map((rest.slice(backlinkQueries.length, backlinkQueries.length + blobQueries.length) as BlobRow[][]).flat().map((b) => [b.cid, b]))
-  return { root, replaced: new Set(backlinkRows.flat().map((r) => r.uri)), blobs }
+  if (!reads.root) throw new Error('The repo has no genesis commit yet')
+  return { root: reads.root, replaced: new Set(reads.backlinkUris.flat()), blobs: reads.blobs }
 }
 
 /**

@@ -180,7 +180,7 @@ const interrupted = async (meanwhile: () => Promise<unknown>) => {
   const db: Db = {
     ...ctx.db,
     batchSql: async (statements) => {
-      if (!ran && statements.some((s) => s.sql.startsWith('INSERT INTO commit_chain'))) {
+      if (!ran && statements.some((s) => 'sql' in s && typeof s.sql === 'string' && s.sql.startsWith('INSERT INTO commit_chain'))) {
         ran = true
         await meanwhile()
       }
