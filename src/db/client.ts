@@ -109,12 +109,16 @@ export const openDb = (d1: D1Database): Db => {
   // No `schema` option: we never use drizzle's relational queries, and building
   // their config on every request showed up in CPU profiles.
   const counted = countingD1(d1, stats)
-  const orm = drizzle(counted)
+  // Made on first use: a record write builds its SQL itself and never needs it.
+  let drizzled: DrizzleD1Database | undefined
+  const orm = (): DrizzleD1Database => (drizzled ??= drizzle(counted))
   return {
-    orm,
+    get orm() {
+      return orm()
+    },
     stats,
     batch: (statements) =>
-      statements.length === 0 ? Promise.resolve([]) : orm.batch(statements as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]),
+      statements.length === 0 ? Promise.resolve([]) : orm().batch(statements as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]),
     batchSql: async <T>(statements: (SqlStatement | BatchItem<'sqlite'>)[]) => {
       if (statements.length === 0) return []
       const results = await counted.batch<T>(

@@ -27,7 +27,7 @@ export class BlockCache {
 
   /** Keeps blocks this isolate just committed, so the next write starts warm. */
   remember(blocks: BlockMap): void {
-    for (const [cid, bytes] of blocks) this.set(cid.toString(), bytes)
+    for (const [cid, bytes] of blockEntries(blocks)) this.set(cid, bytes)
   }
 
   set(cid: string, value: Uint8Array): void {
@@ -40,6 +40,17 @@ export class BlockCache {
       this.map.delete(oldest)
     }
   }
+}
+
+/**
+ * A BlockMap's entries with their CIDs as the strings it keys them by:
+ * iterating it parses every key back into a CID, which a caller that wants
+ * the string then formats again (a measurable share of a write's CPU).
+ */
+export const blockEntries = (blocks: BlockMap): Iterable<[string, Uint8Array]> => {
+  const inner = (blocks as unknown as { map?: unknown }).map
+  if (inner instanceof Map) return inner as Map<string, Uint8Array>
+  return [...blocks].map(([cid, bytes]): [string, Uint8Array] => [cid.toString(), bytes])
 }
 
 /** 32 MiB: the MST of a large repo, well inside the 128 MB isolate limit. */
