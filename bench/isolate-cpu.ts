@@ -24,6 +24,7 @@
  */
 import type { AtpAgent } from '@atproto/api'
 import { spawn, spawnSync } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -102,8 +103,8 @@ export const isolateCpuPerWrite = async (server: Server, agent: AtpAgent, rounds
 }
 
 /** The JIT maps V8 wrote for a server's workerd processes (call after stopping it). */
-export const removePerfMaps = async (pids: number[]): Promise<void> => {
-  for (const pid of pids) await rm(`/tmp/perf-${pid}.map`, { force: true })
+export const removePerfMaps = (pids: number[]): void => {
+  for (const pid of pids) rmSync(`/tmp/perf-${pid}.map`, { force: true })
 }
 
 /**
@@ -133,7 +134,7 @@ if (import.meta.main) {
     console.log(`user-worker process per write by owner (ms): ${Object.entries(cpu.byOwner).map(([k, v]) => `${k} ${f(v)}`).join(', ')}`)
   } finally {
     await server.stop()
-    await removePerfMaps(pids)
+    removePerfMaps(pids)
   }
   process.exit(0)
 }

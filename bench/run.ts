@@ -27,6 +27,7 @@ import { importConfigFrom, importPhase, runImportStandalone } from './import'
 import { machine } from './proc'
 import { gitDescribe, Report, writeSection } from './report'
 import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
+import { isolateCpuPerWrite, PERF_V8_FLAGS, perfAvailable, removePerfMaps } from './isolate-cpu'
 import { agentFor, getLatencies, parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
 import { proxiedTimelines, STUB_APPVIEW_DID, startAppViewStub } from './proxy'
 import { fmt, median, percentile, sum } from './stats'
@@ -39,6 +40,8 @@ const CONFIG = QUICK
   ? { proxied: 60, pings: 30, warmup: 10, seqRounds: 2, seqWrites: 50, concRounds: 2, clients: 8, perClient: 5, records: 2_000, downloads: 3, fhWrites: 40, fhBlock: 20, fanout: 50, blobMB: [5, 20], blobRounds: 1 }
   : { proxied: 200, pings: 60, warmup: 20, seqRounds: 3, seqWrites: 100, concRounds: 3, clients: 8, perClient: 17, records: 10_000, downloads: 3, fhWrites: 100, fhBlock: 25, fanout: 50, blobMB: [25, 100], blobRounds: 3 }
 const SEED_BATCH = 200
+const ISOLATE_ROUNDS = 3
+const ISOLATE_WRITES = 50
 const RESULTS = join(import.meta.dir, 'results.md')
 const CREATE = '/xrpc/com.atproto.repo.createRecord'
 
@@ -102,11 +105,17 @@ const main = async (): Promise<void> => {
   const appView = startAppViewStub()
   process.on('exit', () => appView.stop())
   const target = { url: appView.url, did: STUB_APPVIEW_DID }
+  // V8's map of compiled code, so phase 5's perf samples name our scripts (bench/isolate-cpu.ts).
+  const sampleIsolate = perfAvailable()
+  if (sampleIsolate) Object.assign(process.env, PERF_V8_FLAGS)
   const pair = await both(async (name) => {
     const server = await (name === 'ours' ? startOurs({ appView: target }) : startReference({ appView: target }))
     servers.push(server)
     return server
   })
+  for (const key of Object.keys(PERF_V8_FLAGS)) delete process.env[key]
+  const ourPids = pair.ours.pids()
+  process.on('exit', () => removePerfMaps(ourPids))
   progress(`ours ${pair.ours.url} (workerd pids ${pair.ours.pids().join(',')}), reference ${pair.ref.url} (pid ${pair.ref.pids()})`)
   const agents = await both((name) => agentFor(pair[name]))
   await both((name) => sequentialWrites(agents[name], pair[name].did, CONFIG.warmup))
@@ -245,6 +254,21 @@ const main = async (): Promise<void> => {
       `Body chunks received, ours: ${each('ours', (d) => d.chunks)} (~${fmt(pick('ours', (d) => d.bytes / d.chunks))} bytes each); reference: ${each('ref', (d) => d.chunks)}. ` +
       `Server CPU by process (ms), ours: ${groupText(groupsPer(repos.ours, () => 1))}.`,
   )
+
+  // 5b: the CPU our isolate's JavaScript spends on a warm createRecord on this repo (what the Free plan limits).
+  if (sampleIsolate) {
+    progress(`phase 5b: our isolate's CPU per createRecord, ${ISOLATE_ROUNDS} x ${ISOLATE_WRITES} writes sampled with perf`)
+    const cpu = await isolateCpuPerWrite(pair.ours, agents.ours, ISOLATE_ROUNDS, ISOLATE_WRITES)
+    report.add(`our isolate's JavaScript CPU per createRecord, ${CONFIG.records.toLocaleString('en')}-record repo (perf), median`, 'ms', median(cpu.oursPerWrite), Number.NaN)
+    report.note(
+      `Phase 5b (bench/isolate-cpu.ts): perf sampled the user-worker workerd on CPU time during ${ISOLATE_ROUNDS} rounds of ${ISOLATE_WRITES} sequential createRecord; ` +
+        `a sample is ours when its innermost JavaScript frame is our bundle or a runtime module in our isolate (the D1 binding's client). ` +
+        `Per round (ms): ${cpu.oursPerWrite.map((x) => fmt(x)).join(', ')}. The whole process per write by owner (ms): ` +
+        `${Object.entries(cpu.byOwner).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')} (d1: the D1 simulator's JavaScript and SQLite; dev: wrangler's entry and collector Workers; runtime: no JavaScript on the stack, e.g. sockets and HTTP; gc: collection with no JavaScript frame).`,
+    )
+  } else {
+    report.note('Phase 5b skipped: perf is not installed, so our isolate\'s CPU per write was not sampled.')
+  }
 
   // 7: uploadBlob of large random binaries (last, so its memory churn cannot touch the other phases).
   await blobPhase(report, pair, { ours: agents.ours.session!.accessJwt, ref: agents.ref.session!.accessJwt }, { sizesMB: CONFIG.blobMB, rounds: CONFIG.blobRounds }, progress)
