@@ -85,8 +85,8 @@ export interface CommitWrite {
   extra?: BatchItem<'sqlite'>[]
 }
 
-/** Statements for one commit; `writeCommit` runs them atomically. */
-export const commitStatements = (db: Db, w: CommitWrite): BatchItem<'sqlite'>[] => {
+/** Statements for one commit, and the index of each event's log row insert among them; `writeCommit` runs them atomically. */
+export const commitStatements = (db: Db, w: CommitWrite): { statements: BatchItem<'sqlite'>[]; eventAt: number[] } => {
   const s: BatchItem<'sqlite'>[] = []
   // First: claim the parent. Fails (and aborts the batch) for a stale writer.
   s.push(db.orm.insert(commitChain).values({ cid: w.cid, rev: w.rev, prev: w.prev ?? '', committedAt: w.now }))
@@ -154,18 +154,31 @@ export const commitStatements = (db: Db, w: CommitWrite): BatchItem<'sqlite'>[] 
       .values({ did: w.did, cid: w.cid, rev: w.rev, indexedAt: w.now })
       .onConflictDoUpdate({ target: repoRoot.did, set: { cid: w.cid, rev: w.rev, indexedAt: w.now } }),
   )
-  for (const event of w.events) s.push(...appendEventStatements(db, event.type, event.bytes, w.now))
+  const eventAt: number[] = []
+  for (const event of w.events) {
+    eventAt.push(s.length)
+    s.push(...appendEventStatements(db, event.type, event.bytes, w.now))
+  }
   s.push(...(w.extra ?? []))
-  return s
+  return { statements: s, eventAt }
 }
 
 /** D1 reports a constraint/trigger failure as an error whose message says so. */
 export const isStaleCommitError = (err: unknown): boolean =>
   /UNIQUE constraint failed: commit_chain|stale commit/i.test(d1ErrorText(err))
 
-/** Writes one commit atomically. Throws (and writes nothing) if the root moved. */
-export const writeCommit = async (db: Db, w: CommitWrite): Promise<void> => {
-  await db.batch(commitStatements(db, w))
+/**
+ * Writes one commit atomically and returns the seq each of its events got in
+ * the log, so the firehose can deliver them without reading them back (null
+ * if D1 did not report them: the firehose then reads the log). Throws (and
+ * writes nothing) if the root moved.
+ */
+export const writeCommit = async (db: Db, w: CommitWrite): Promise<number[] | null> => {
+  const { statements, eventAt } = commitStatements(db, w)
+  const results = await db.batch(statements)
+  // `seq` is the table's INTEGER PRIMARY KEY: the rowid D1 reports for the insert.
+  const seqs = eventAt.map((at) => (results[at] as { meta?: { last_row_id?: unknown } } | undefined)?.meta?.last_row_id)
+  return seqs.every((seq): seq is number => Number.isSafeInteger(seq) && (seq as number) > 0) ? seqs : null
 }
 
 /** When the repo was created (its genesis commit), or null before that. */

@@ -8,6 +8,13 @@ import { encode } from '@atproto/lex-cbor'
 import type { Cid } from '@atproto/lex-data'
 import { BlockMap, blocksToCarFile } from '@atproto/repo'
 
+/** An event as committed: its seq in the log, its type and the stored body (without `seq`); what the Worker hands the hub. */
+export interface CommittedEvent {
+  seq: number
+  type: string
+  body: Uint8Array
+}
+
 export interface CommitOp {
   action: 'create' | 'update' | 'delete'
   /** `<collection>/<rkey>` */

@@ -3,17 +3,26 @@
  * (hibernation API, so idle relays cost nothing) and delivers events from the
  * durable `repo_seq` log in D1, in seq order, exactly once per socket.
  *
- * Nothing is delivered that did not commit: the hub only ever reads the log.
- * The Worker pokes it (`notify`) after each commit; an alarm re-checks the log
- * while sockets are open, in case a poke was lost.
+ * Nothing is delivered that did not commit. After each commit the Worker
+ * hands the hub the commit's events as stored, with the seqs D1 gave them
+ * (`notify`), and live subscribers are served from that: each event is framed
+ * once (frames.ts) and the same bytes go to every live socket, with no D1
+ * read. The log stays the source of truth: a new socket replays from it, and
+ * the hub reads it whenever memory cannot prove a socket has everything (a
+ * notification lost or late, so a socket is behind a seq the hub has heard
+ * of; a rebuilt hub; a notification without events, from the identity and
+ * account methods; the alarm, which re-checks the log while sockets are open).
  *
  * Per socket we keep `lastSeq` (the last event it was sent) and whether it is
  * `live`. A new socket replays from its cursor, a page at a time, until a read
- * reaches the end of the log, then turns live; the pump always reads from the
- * lowest live position and a socket only takes events right after its own
- * `lastSeq`, so there is no gap and no duplicate even while writes go on.
- * State survives hibernation in each socket's attachment; the constructor only
- * reloads it.
+ * reaches the end of the log, then turns live. A socket only ever takes the
+ * event right after its own `lastSeq`: from memory, the event numbered
+ * `lastSeq + 1`; from the log, the rows of a read that began at or before
+ * `lastSeq`. So there is no gap and no duplicate, in whatever order
+ * notifications arrive, even while writes go on. State survives hibernation
+ * in each socket's attachment, written whenever it changes (a few µs per
+ * socket, measured; a debounce would make a socket's position stale if the
+ * object is evicted first); the constructor only reloads it.
  *
  * Why memory stays bounded per subscriber. workerd's `WebSocket.send()` copies
  * the frame into an unbounded queue inside the runtime and returns; there is
@@ -44,7 +53,8 @@
  *   share the page's frames, so reading is bounded too, whatever the log size.
  *
  * What a subscriber can make the hub hold is thus its budget, plus one page
- * for all of them, whatever the log's size or how long it stalls (measured:
+ * and 1 MiB of notified events (recent.ts) for all of them, whatever the
+ * log's size or how long it stalls (measured:
  * five stalled subscribers with cursor=0 grow wrangler dev's workerd by
  * ~55-60 MiB, most of it local D1's JSON and the live writes, on a 20 MB and
  * on a 40 MB log alike, against 1.2 and 2.4 GiB before). The price: with no
@@ -62,7 +72,9 @@ import { openDb, type Db } from '../db/client'
 import { getSeqBounds, readEventPageAfter } from '../db/seq'
 import type { WorkerEnv } from '../env'
 import { DEFAULT_SEND_BUDGET, fitsBudget, holdVerdict, parseCursorParam, type SendBudget } from './budget'
+import type { CommittedEvent } from './events'
 import { errorFrame, eventFrame, messageFrame } from './frames'
+import { RecentEvents } from './recent'
 
 interface SocketState {
   lastSeq: number
@@ -79,6 +91,8 @@ const PAGE = 100
 const PAGE_BYTES = 1024 * 1024
 /** Re-check the log this often while relays are connected (a lost poke costs at most this delay). */
 const SAFETY_POLL_MS = 60_000
+/** Bodies of notified events the hub keeps for live sockets that lack them, at most (the newest always stays). */
+const RECENT_BYTES = 1024 * 1024
 
 type SendResult = 'sent' | 'held' | 'gone'
 
@@ -103,9 +117,20 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
   private turn: Promise<void> = Promise.resolve()
   /** The last replay page read, kept while replays run (at most one page). */
   private lastPage: Page | null = null
+  /** Notified events a live socket may still take, framed once (recent.ts). */
+  private recent = new RecentEvents(RECENT_BYTES, (e) => this.encode(e.type, e.seq, e.body))
+  /** The highest seq the hub knows to be in the log (notified or read); a live socket behind it needs the log if memory lacks its next event. */
+  private newest = 0
+  /** Set by an alarm or a notification without events: the next pass reads the log to its end. */
+  private mustRead = false
+  /** Event frames encoded by this instance (replay pages and live events; for tests: one per event, whatever the subscriber count). */
+  framesEncoded = 0
+  /** This instance's D1 client; its `stats` count the log reads. */
+  readonly log: Db
 
   constructor(ctx: DurableObjectState, env: WorkerEnv) {
     super(ctx, env)
+    this.log = openDb(env.DB)
     for (const ws of ctx.getWebSockets()) {
       const state = ws.deserializeAttachment() as SocketState | null
       // A socket we already closed (its close frame may still be queued) is done.
@@ -139,13 +164,24 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
     return new Response(null, { status: 101, webSocket: client })
   }
 
-  /** Called by the Worker after each commit (fire and forget). */
-  async notify(): Promise<void> {
+  /**
+   * Called by the Worker after each commit (fire and forget) with the
+   * commit's events; without events (a change written outside the commit
+   * path) the hub reads the log instead.
+   */
+  async notify(events?: CommittedEvent[]): Promise<void> {
+    if (events) {
+      for (const event of events) if (event.seq > this.newest) this.newest = event.seq
+      this.recent.add(events, this.liveFloor())
+    } else {
+      this.mustRead = true
+    }
     this.resumeIdle()
     await this.pump()
   }
 
   override async alarm(): Promise<void> {
+    this.mustRead = true
     this.resumeIdle()
     await this.pump()
     const states = [...this.sockets.values()]
@@ -176,10 +212,6 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
     this.forget(ws)
   }
 
-  private db(): Db {
-    return openDb(this.env.DB)
-  }
-
   private forget(ws: WebSocket): void {
     this.sockets.delete(ws)
     this.replaying.delete(ws)
@@ -188,7 +220,7 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
   private async startSubscriber(ws: WebSocket, state: SocketState, cursor: number | null): Promise<void> {
     // An alarm while it replays, so a replay an eviction cuts short is resumed.
     await this.scheduleAlarm(Date.now() + SAFETY_POLL_MS)
-    const db = this.db()
+    const db = this.log
     const { first, last } = await getSeqBounds(db)
     const head = last ?? 0
     if (cursor === null) {
@@ -211,7 +243,7 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
    * gap; stops where it is if it runs out of budget. Callers mark the socket
    * in `replaying` for the duration, so no second replay starts meanwhile.
    */
-  private async replay(ws: WebSocket, state: SocketState, db: Db = this.db()): Promise<void> {
+  private async replay(ws: WebSocket, state: SocketState, db: Db = this.log): Promise<void> {
     try {
       for (;;) {
         const outcome = await this.inTurn(() => this.replayPage(ws, state, db))
@@ -244,7 +276,7 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
 
   private async readPage(db: Db, after: number): Promise<Page> {
     const { rows, complete } = await readEventPageAfter(db, after, PAGE, PAGE_BYTES)
-    this.lastPage = { after, complete, frames: rows.map((row) => ({ seq: row.seq, frame: eventFrame(row.eventType, row.seq, row.event) })) }
+    this.lastPage = { after, complete, frames: rows.map((row) => ({ seq: row.seq, frame: this.encode(row.eventType, row.seq, row.event) })) }
     return this.lastPage
   }
 
@@ -303,27 +335,76 @@ export class FirehoseHub extends DurableObject<WorkerEnv> {
     return this.pumping
   }
 
+  /**
+   * Brings every live socket up to date: from memory where it holds the next
+   * event of each, from the log where it cannot prove that (or was asked to
+   * read it), until neither has more.
+   */
   private async deliverNew(): Promise<void> {
-    const db = this.db()
     for (;;) {
       const live = [...this.sockets].filter(([, s]) => s.live)
-      if (live.length === 0) return
-      const from = Math.min(...live.map(([, s]) => s.lastSeq))
-      const { rows, complete } = await readEventPageAfter(db, from, PAGE, PAGE_BYTES)
-      for (const row of rows) {
-        const frame = eventFrame(row.eventType, row.seq, row.event)
-        for (const [ws, state] of this.sockets) {
-          // `rows` is every event after `from`, so a socket at or past `from`
-          // gets the ones it lacks in order. A socket behind `from` (it went
-          // live during the read) is skipped now and served by the next pass.
-          // One out of budget stops being live and keeps its place.
-          if (state.live && state.lastSeq >= from && state.lastSeq < row.seq) this.send(ws, state, frame, row.seq)
-        }
-        this.lastDelivered = row.seq
+      for (const [ws, state] of live) this.deliverFromMemory(ws, state)
+      const stillLive = live.filter(([, s]) => s.live)
+      const behind = stillLive.filter(([, s]) => s.lastSeq < this.newest)
+      if (stillLive.length === 0 || (!this.mustRead && behind.length === 0)) {
+        if (stillLive.length === 0) this.mustRead = false
+        this.recent.trim(this.liveFloor())
+        return
       }
-      for (const [ws, state] of this.sockets) if (state.live) ws.serializeAttachment(state)
-      if (complete) return
+      await this.deliverFromLog(Math.min(...(this.mustRead ? stillLive : behind).map(([, s]) => s.lastSeq)))
     }
+  }
+
+  /** Sends a live socket the events it lacks that memory holds, in order. */
+  private deliverFromMemory(ws: WebSocket, state: SocketState): void {
+    let sent = false
+    for (let frame = this.recent.frame(state.lastSeq + 1); frame && state.live; frame = this.recent.frame(state.lastSeq + 1)) {
+      if (this.send(ws, state, frame, state.lastSeq + 1) !== 'sent') break
+      sent = true
+    }
+    if (!sent) return
+    if (state.live) ws.serializeAttachment(state)
+    if (state.lastSeq > (this.lastDelivered ?? 0)) this.lastDelivered = state.lastSeq
+  }
+
+  /** One page of the log after `from`, to each live socket at or past `from` (a page holds every event after it, in order). */
+  private async deliverFromLog(from: number): Promise<void> {
+    const known = this.newest
+    const { rows, complete } = await readEventPageAfter(this.log, from, PAGE, PAGE_BYTES)
+    const touched = new Set<WebSocket>()
+    for (const row of rows) {
+      const frame = this.recent.frame(row.seq) ?? this.encode(row.eventType, row.seq, row.event)
+      for (const [ws, state] of this.sockets) {
+        // A socket behind `from` (it went live during the read) is served by the next pass.
+        if (state.live && state.lastSeq >= from && state.lastSeq < row.seq && this.send(ws, state, frame, row.seq) === 'sent') touched.add(ws)
+      }
+      this.lastDelivered = row.seq
+    }
+    for (const ws of touched) {
+      const state = this.sockets.get(ws)
+      if (state?.live) ws.serializeAttachment(state)
+    }
+    const head = rows.at(-1)?.seq ?? from
+    if (head > this.newest) this.newest = head
+    if (complete) {
+      this.mustRead = false
+      // The log is the truth: what the hub believed before the read and the log does not hold (an
+      // event pruned meanwhile, a seq never written) is forgotten, so no socket waits for it.
+      if (this.newest === known && head < known) this.newest = head
+    }
+  }
+
+  /** The lowest position among live sockets (Infinity with none): every event at or below it was taken by all of them. */
+  private liveFloor(): number {
+    let floor = Number.POSITIVE_INFINITY
+    for (const state of this.sockets.values()) if (state.live && state.lastSeq < floor) floor = state.lastSeq
+    return floor
+  }
+
+  /** The frame of a stored event; counted, so tests can check one encoding per event. */
+  private encode(type: string, seq: number, body: Uint8Array): Uint8Array {
+    this.framesEncoded++
+    return eventFrame(type, seq, body)
   }
 
   /**

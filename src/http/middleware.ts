@@ -15,15 +15,16 @@ import { openDb, type Db } from '../db/client'
 import { emailSender } from '../email/account-email'
 import { loadConfig, type Config } from '../env'
 import { requestCrawlIfQuiet } from '../firehose/announce'
+import type { CommittedEvent } from '../firehose/events'
 import { firehoseHub, type FirehoseHub } from '../firehose/hub'
 import type { AppEnv, Deps } from './context'
 import { toXrpcError } from './errors'
 
 type WaitUntil = (p: Promise<unknown>) => void
 
-/** After a commit: deliver it on the firehose, and make sure some relay is listening. */
-const afterCommit = (hub: () => DurableObjectStub<FirehoseHub>, cache: KvCache, config: Config, waitUntil: WaitUntil) => (): void => {
-  waitUntil(hub().notify())
+/** After a commit: hand its events to the firehose, and make sure some relay is listening. */
+const afterCommit = (hub: () => DurableObjectStub<FirehoseHub>, cache: KvCache, config: Config, waitUntil: WaitUntil) => (events: CommittedEvent[] | null): void => {
+  waitUntil(hub().notify(events ?? undefined))
   waitUntil(
     requestCrawlIfQuiet({
       cache,

@@ -65,8 +65,9 @@ export const runCommit = <R>(ctx: RepoContext, plan: () => Promise<PlannedCommit
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const planned = await plan()
       if (!planned) return null
+      let seqs: number[] | null
       try {
-        await writeCommit(ctx.db, planned.write)
+        seqs = await writeCommit(ctx.db, planned.write)
       } catch (err) {
         if (isMissingBlobError(err)) {
           // The blob GC won a race against this commit: the batch was refused whole.
@@ -79,7 +80,7 @@ export const runCommit = <R>(ctx: RepoContext, plan: () => Promise<PlannedCommit
       }
       blockCache.remember(planned.newBlocks)
       if (planned.head) rememberHead(planned.head)
-      ctx.onCommit?.()
+      ctx.onCommit?.(seqs && planned.write.events.map((e, i) => ({ seq: seqs[i], type: e.type, body: e.bytes })))
       return planned.result
     }
     throw new RepoBusyError('The repository is busy, please retry')

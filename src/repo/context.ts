@@ -8,6 +8,7 @@ import type { Keypair } from '@atproto/crypto'
 import type { BlockMap } from '@atproto/repo'
 import type { Db } from '../db/client'
 import type { CommitWrite } from '../db/repo'
+import type { CommittedEvent } from '../firehose/events'
 import type { RepoHead } from './head'
 
 export interface RepoContext {
@@ -16,8 +17,12 @@ export interface RepoContext {
   signingKey: Keypair
   /** The handle announced in the genesis #identity event. */
   handle: string
-  /** Called after a commit is durable (the firehose is told to deliver it). */
-  onCommit?: () => void
+  /**
+   * Called after a commit is durable with its events as stored and the seqs
+   * the log gave them (null if unknown), so the firehose delivers them
+   * without reading the log.
+   */
+  onCommit?: (events: CommittedEvent[] | null) => void
 }
 
 /** A commit ready to be written: one D1 batch, and what it gives back once committed. */

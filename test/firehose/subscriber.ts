@@ -13,6 +13,8 @@ export interface Frame {
   body: Record<string, unknown>
   /** Bytes of the WebSocket message. */
   size: number
+  /** The message as received. */
+  bytes: Uint8Array
 }
 
 /** Sockets not yet closed by their test (closed after each test, even a failed one). */
@@ -29,7 +31,7 @@ export class Subscriber {
     ws.addEventListener('message', (event) => {
       const bytes = new Uint8Array(event.data as ArrayBuffer)
       const [header, body] = [...decodeAll(bytes)] as [Frame['header'], Frame['body']]
-      this.frames.push({ header, body, size: bytes.byteLength })
+      this.frames.push({ header, body, size: bytes.byteLength, bytes })
     })
     this.closed = new Promise((resolve) => ws.addEventListener('close', resolve))
     ws.accept()

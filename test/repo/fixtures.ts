@@ -49,7 +49,7 @@ export const testConfig = (): Promise<Config> => loadConfig(workerEnv)
  * database as it is), made without `onCommit`, so callbacks count only the
  * test's own commits.
  */
-export const newRepoContext = async (opts: { db?: Db; onCommit?: () => void; genesis?: boolean } = {}): Promise<RepoContext> => {
+export const newRepoContext = async (opts: { db?: Db; onCommit?: RepoContext['onCommit']; genesis?: boolean } = {}): Promise<RepoContext> => {
   const config = await testConfig()
   const ctx: RepoContext = {
     db: opts.db ?? openDb(workerEnv.DB),
