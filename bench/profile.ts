@@ -5,7 +5,11 @@
  * during one getRepo. Prints self time by function and by bundled module
  * (esbuild's `// node_modules/...` / `// src/...` markers in the bundle).
  *
- *   bun bench/profile.ts [--records 2000] [--writes 100]
+ *   bun bench/profile.ts [--records 2000] [--writes 100] [--subscribers 50]
+ *
+ * With `--subscribers N`, N firehose subscribers (no cursor, live) are
+ * connected during the writes, so the profile shows what they add (the
+ * FirehoseHub runs in the same isolate).
  *
  * Not part of the comparison (the profiler slows the isolate down): use it to
  * explain a figure of bench/run.ts. "(program)" is native runtime work
@@ -13,6 +17,7 @@
  */
 import { readFileSync } from 'node:fs'
 import WebSocket from 'ws'
+import { Fanout } from './firehose'
 import { findWranglerPid } from './proc'
 import { agentFor, startOurs } from './servers'
 import { seedRecords, sequentialWrites } from './writes'
@@ -23,6 +28,7 @@ const arg = (name: string, fallback: number): number => {
 }
 const RECORDS = arg('records', 2_000)
 const WRITES = arg('writes', 100)
+const SUBSCRIBERS = arg('subscribers', 0)
 
 interface ProfileNode {
   id: number
@@ -136,9 +142,18 @@ try {
   await devtools.call('Profiler.enable')
   await devtools.call('Profiler.setSamplingInterval', { interval: 500 })
 
+  const fanout = SUBSCRIBERS > 0 ? await Fanout.open(server.url, SUBSCRIBERS) : null
+  await fanout?.warmUp(agent, server.did)
+  const before = fanout?.counts()
   await devtools.call('Profiler.start')
   await sequentialWrites(agent, server.did, WRITES)
-  await summarise(`${WRITES} sequential createRecord`, (await devtools.call('Profiler.stop')).profile, sourceOf)
+  // Let the last deliveries land inside the profile.
+  if (fanout) await new Promise((ok) => setTimeout(ok, 300))
+  const writesProfile = (await devtools.call('Profiler.stop')).profile
+  const got = fanout?.counts().map((n, i) => n - before![i])
+  fanout?.close()
+  const subscribed = fanout ? ` with ${SUBSCRIBERS} firehose subscribers (frames received per subscriber: min ${Math.min(...got!)}, max ${Math.max(...got!)})` : ''
+  await summarise(`${WRITES} sequential createRecord${subscribed}`, writesProfile, sourceOf)
 
   await devtools.call('Profiler.start')
   const res = await fetch(`${server.url}/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(server.did)}`)
