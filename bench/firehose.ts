@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import type { AtpAgent } from '@atproto/api'
 import { decodeAll } from '@atproto/lex-cbor'
 import WebSocket from 'ws'
+import { isolateCpuPerWrite, PERF_V8_FLAGS, perfAvailable, removePerfMaps } from './isolate-cpu'
 import { machine } from './proc'
 import { gitDescribe, Report, writeSection } from './report'
 import { both, groupsPer, interleave, type Measured, type Pair } from './rounds'
@@ -184,7 +185,12 @@ export interface FirehosePhaseConfig {
   fhBlock: number
   /** The large subscriber count (the small one is 1). */
   fanout: number
+  /** Ours was started with PERF_V8_FLAGS: also sample our isolate's JavaScript per write with perf (bench/isolate-cpu.ts). */
+  sampleIsolate?: boolean
 }
+
+/** Writes sampled with perf per subscriber count (after the /proc rounds, so perf never runs during them). */
+const ISOLATE_WRITES = 40
 
 const groupText = (groups: Record<string, number>): string =>
   Object.entries(groups)
@@ -206,10 +212,19 @@ export const firehosePhase = async (
   progress: (msg: string) => void,
 ): Promise<void> => {
   const rounds = Math.ceil(cfg.fhWrites / cfg.fhBlock)
+  const isolateNotes: string[] = []
+  /** Our isolate's JavaScript per write (Worker and hub alike) with `subscribers` connected, sampled with perf. */
+  const sampleIsolate = async (subscribers: number): Promise<void> => {
+    if (!cfg.sampleIsolate) return
+    const cpu = await isolateCpuPerWrite(pair.ours, agents.ours, 1, ISOLATE_WRITES)
+    report.add(`our isolate's JavaScript CPU per write, ${subscribers} firehose subscriber(s) (perf)`, 'ms', median(cpu.oursPerWrite), Number.NaN)
+    isolateNotes.push(`${subscribers}: ${Object.entries(cpu.byOwner).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`)
+  }
   progress(`phase 6: ${cfg.fhWrites} writes each without firehose subscribers`)
   const none = await interleave(pair, rounds, (s) => sequentialWrites(agents[s.name], s.did, cfg.fhBlock))
   report.add('server CPU per write, 0 firehose subscribers', 'ms', cpuPerWrite(none.ours, cfg.fhBlock), cpuPerWrite(none.ref, cfg.fhBlock), 'lower')
   const cpuNotes = [`0 subscribers: ours ${groupText(groupsPer(none.ours, () => cfg.fhBlock))}; reference ${fmt(cpuPerWrite(none.ref, cfg.fhBlock))}`]
+  await sampleIsolate(0)
 
   // Delays after the response can be negative (the frame came first): no ratio for those.
   const rows: [string, (r: DeliveryRun) => number[], 'lower' | 'no-ratio'][] = [
@@ -242,6 +257,8 @@ export const firehosePhase = async (
           `${ref.delays.length} on the reference (${ref.missing} missing). A negative delay: the frame arrived before the createRecord response.`,
       )
       cpuNotes.push(`${subscribers}: ours ${groupText(groupsPer(runs.ours, () => cfg.fhBlock))}; reference ${fmt(cpuPerWrite(runs.ref, cfg.fhBlock))}`)
+      await sampleIsolate(subscribers)
+      fanouts.ours.assertOpen()
     } finally {
       fanouts.ours.close()
       fanouts.ref.close()
@@ -251,6 +268,14 @@ export const firehosePhase = async (
     `Server CPU per write (ms) by process and subscriber count, ${cfg.fhWrites} writes each in blocks of ${cfg.fhBlock}: ${cpuNotes.join('. ')}. ` +
       "The table charges ours its workerd processes (user worker + wrangler's entry proxy, which also relays every WebSocket frame locally), not wrangler's node.",
   )
+  if (isolateNotes.length > 0) {
+    report.note(
+      `Our isolate's JavaScript (the Worker and the FirehoseHub alike) per write, sampled with perf on CPU time over ${ISOLATE_WRITES} writes per subscriber count after the rounds above ` +
+        `(bench/isolate-cpu.ts); the user-worker process per write by owner (ms), by subscriber count: ${isolateNotes.join('. ')}. ` +
+        "What subscribers add beyond our JavaScript is the runtime's (owner runtime: WebSocket framing and the pipes between the hub, the Worker and wrangler's entry Worker, " +
+        "and locally permessage-deflate, which wrangler's entry Worker accepts from the bench's `ws` clients and the runtime then runs once per frame per socket; the reference never compresses).",
+    )
+  }
 }
 
 /** Standalone (`bun bench/run.ts --only firehose`): phase 6 alone on a fresh pair, into its own section of bench/results.md. */
@@ -263,17 +288,24 @@ export const runFirehoseStandalone = async (cfg: FirehosePhaseConfig, quick: boo
   const report = new Report()
   const date = new Date().toISOString()
   const host = machine()
+  // V8's map of compiled code, so perf samples name our scripts (bench/isolate-cpu.ts).
+  const sampleIsolate = perfAvailable()
+  if (sampleIsolate) Object.assign(process.env, PERF_V8_FLAGS)
+  let ourPids: number[] = []
   try {
     const pair = await both(async (name) => {
       const server = await (name === 'ours' ? startOurs() : startReference())
       servers.push(server)
       return server
     })
+    for (const key of Object.keys(PERF_V8_FLAGS)) delete process.env[key]
+    ourPids = pair.ours.pids()
     const agents = await both((name) => agentFor(pair[name]))
     await both((name) => sequentialWrites(agents[name], pair[name].did, 20))
-    await firehosePhase(report, pair, agents, cfg, progress)
+    await firehosePhase(report, pair, agents, { ...cfg, sampleIsolate }, progress)
   } finally {
     await stopAll()
+    await removePerfMaps(ourPids)
   }
   const elapsedS = (performance.now() - t0) / 1000
   const text = report.section('Firehose, phase 6 (standalone run)', { date, machine: host, code: gitDescribe(), run: `bun bench/run.ts --only firehose${quick ? ' --quick' : ''}`, elapsedS })

@@ -219,7 +219,7 @@ const main = async (): Promise<void> => {
   )
 
   // 6: firehose CPU per write and delivery (before seeding, so both repos are still small).
-  await firehosePhase(report, pair, agents, CONFIG, progress)
+  await firehosePhase(report, pair, agents, { ...CONFIG, sampleIsolate }, progress)
 
   // 5: seed, then getRepo.
   progress(`phase 5: seeding ${CONFIG.records} records (applyWrites x ${SEED_BATCH}) on both`)
