@@ -13,7 +13,7 @@
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { KvCache } from '../cache/kv-cache'
 import { setAccountStatusStatement, type AccountRow } from '../db/account-row'
-import type { Db } from '../db/client'
+import type { Db, SqlStatement } from '../db/client'
 import { appendEventStatements } from '../db/state'
 import type { Config } from '../env'
 import { InvalidRequestError } from '../errors'
@@ -81,7 +81,12 @@ export const activateAccount = async (ctx: LifecycleContext, account: AccountRow
 }
 
 /** deactivateAccount: the status and an `#account` event, in one batch. */
-export const deactivateAccountStatements = (db: Db, did: string, deleteAfter: string | null, now = new Date().toISOString()): BatchItem<'sqlite'>[] => [
+export const deactivateAccountStatements = (
+  db: Db,
+  did: string,
+  deleteAfter: string | null,
+  now = new Date().toISOString(),
+): (SqlStatement | BatchItem<'sqlite'>)[] => [
   setAccountStatusStatement(db, did, { status: 'deactivated', deactivatedAt: now, deleteAfter }),
-  ...appendEventStatements(db, 'account', encodeAccountEvent({ did, active: false, status: 'deactivated', time: now }), now),
+  ...appendEventStatements('account', encodeAccountEvent({ did, active: false, status: 'deactivated', time: now }), now),
 ]

@@ -38,6 +38,8 @@ export interface Db {
    * mapping). Drizzle statements may be mixed in: they are rendered to SQL.
    */
   batchSql<T = Record<string, unknown>>(statements: (SqlStatement | BatchItem<'sqlite'>)[]): Promise<T[][]>
+  /** As batchSql, with each statement's whole D1 result (its `meta`: rows written, last row id). */
+  batchSqlResults(statements: (SqlStatement | BatchItem<'sqlite'>)[]): Promise<D1Result[]>
 }
 
 /** A drizzle statement as plain SQL (what its `toSQL()` renders). */
@@ -112,6 +114,15 @@ export const openDb = (d1: D1Database): Db => {
   // Made on first use: a record write builds its SQL itself and never needs it.
   let drizzled: DrizzleD1Database | undefined
   const orm = (): DrizzleD1Database => (drizzled ??= drizzle(counted))
+  const batchSqlResults = async (statements: (SqlStatement | BatchItem<'sqlite'>)[]): Promise<D1Result[]> => {
+    if (statements.length === 0) return []
+    return counted.batch(
+      statements.map((item) => {
+        const s = asSqlStatement(item)
+        return counted.prepare(s.sql).bind(...(s.params ?? []))
+      }),
+    )
+  }
   return {
     get orm() {
       return orm()
@@ -119,16 +130,9 @@ export const openDb = (d1: D1Database): Db => {
     stats,
     batch: (statements) =>
       statements.length === 0 ? Promise.resolve([]) : orm().batch(statements as [BatchItem<'sqlite'>, ...BatchItem<'sqlite'>[]]),
-    batchSql: async <T>(statements: (SqlStatement | BatchItem<'sqlite'>)[]) => {
-      if (statements.length === 0) return []
-      const results = await counted.batch<T>(
-        statements.map((item) => {
-          const s = asSqlStatement(item)
-          return counted.prepare(s.sql).bind(...(s.params ?? []))
-        }),
-      )
-      return results.map((r) => r.results ?? [])
-    },
+    batchSql: async <T>(statements: (SqlStatement | BatchItem<'sqlite'>)[]) =>
+      (await batchSqlResults(statements)).map((r) => (r.results ?? []) as T[]),
+    batchSqlResults,
   }
 }
 

@@ -8,8 +8,8 @@
  */
 import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
-import type { Db } from './client'
-import { blobBytes, blobParam, d1ErrorText, schema } from './client'
+import type { Db, SqlStatement } from './client'
+import { blobBytes, d1ErrorText, hexBytes, schema } from './client'
 import { appendEventStatements } from './state'
 
 const { block, commitChain, repoRoot, record, backlink } = schema
@@ -78,6 +78,8 @@ export interface CommitWrite {
   removedCids: string[]
   recordPuts: { uri: string; collection: string; rkey: string; cid: string }[]
   recordDeletes: string[]
+  /** Records that existed before this commit and are updated or deleted by it: their old backlinks go. */
+  replacedUris: string[]
   backlinks: { uri: string; path: string; linkTo: string }[]
   /** The firehose events for this commit (the #commit last), stored in the same batch. */
   events: { type: string; bytes: Uint8Array }[]
@@ -85,79 +87,69 @@ export interface CommitWrite {
   extra?: BatchItem<'sqlite'>[]
 }
 
-/** Statements for one commit, and the index of each event's log row insert among them; `writeCommit` runs them atomically. */
-export const commitStatements = (db: Db, w: CommitWrite): { statements: BatchItem<'sqlite'>[]; eventAt: number[] } => {
-  const s: BatchItem<'sqlite'>[] = []
+/** `(?, ?, ...)` groups for a multi-row VALUES list, and a list of `?`. */
+const rowsOf = (rows: number, row: string): string => Array.from({ length: rows }, () => row).join(', ')
+const params = (n: number): string => Array.from({ length: n }, () => '?').join(', ')
+
+/**
+ * Statements for one commit, and the index of each event's log row insert
+ * among them; `writeCommit` runs them atomically. Plain SQL: they run on
+ * every write, and building them with drizzle cost more of a write's CPU than
+ * anything else in its batch.
+ */
+export const commitStatements = (w: CommitWrite): { statements: (SqlStatement | BatchItem<'sqlite'>)[]; eventAt: number[] } => {
+  const s: (SqlStatement | BatchItem<'sqlite'>)[] = []
   // First: claim the parent. Fails (and aborts the batch) for a stale writer.
-  s.push(db.orm.insert(commitChain).values({ cid: w.cid, rev: w.rev, prev: w.prev ?? '', committedAt: w.now }))
+  s.push({ sql: 'INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, ?)', params: [w.cid, w.rev, w.prev ?? '', w.now] })
 
-  // 4 params per row.
+  // 4 params per row; the bytes cross as hex (see blobParam).
   for (const part of chunk(w.newBlocks, Math.floor(MAX_PARAMS / 4))) {
-    s.push(
-      db.orm
-        .insert(block)
-        .values(part.map((b) => ({ cid: b.cid, rev: w.rev, size: b.bytes.byteLength, content: blobParam(b.bytes) })))
-        .onConflictDoUpdate({
-          target: block.cid,
-          // A block that comes back after being removed belongs to this rev again.
-          set: {
-            rev: sql`CASE WHEN ${block.removedRev} IS NULL THEN ${block.rev} ELSE excluded.rev END`,
-            removedRev: sql`NULL`,
-            removedAt: sql`NULL`,
-          },
-        }),
-    )
+    s.push({
+      sql:
+        `INSERT INTO block (cid, rev, size, content) VALUES ${rowsOf(part.length, '(?, ?, ?, unhex(?))')} ` +
+        // A block that comes back after being removed belongs to this rev again.
+        'ON CONFLICT (cid) DO UPDATE SET rev = CASE WHEN block.removed_rev IS NULL THEN block.rev ELSE excluded.rev END, removed_rev = NULL, removed_at = NULL',
+      params: part.flatMap((b) => [b.cid, w.rev, b.bytes.byteLength, hexBytes(b.bytes)]),
+    })
   }
 
-  const touched = [...w.recordDeletes, ...w.recordPuts.map((r) => r.uri)]
-  for (const part of chunk(w.recordDeletes, MAX_PARAMS)) {
-    s.push(db.orm.delete(record).where(inArray(record.uri, part)))
-  }
-  for (const part of chunk(touched, MAX_PARAMS)) {
-    s.push(db.orm.delete(backlink).where(inArray(backlink.uri, part)))
-  }
+  for (const part of chunk(w.recordDeletes, MAX_PARAMS)) s.push({ sql: `DELETE FROM record WHERE uri IN (${params(part.length)})`, params: part })
+  // A record that existed before loses its old backlinks (a new one has none yet).
+  for (const part of chunk(w.replacedUris, MAX_PARAMS)) s.push({ sql: `DELETE FROM backlink WHERE uri IN (${params(part.length)})`, params: part })
   // 6 params per row.
   for (const part of chunk(w.recordPuts, Math.floor(MAX_PARAMS / 6))) {
-    s.push(
-      db.orm
-        .insert(record)
-        .values(part.map((r) => ({ ...r, rev: w.rev, indexedAt: w.now })))
-        .onConflictDoUpdate({
-          target: record.uri,
-          set: { cid: sql`excluded.cid`, rev: sql`excluded.rev`, indexedAt: sql`excluded.indexed_at` },
-        }),
-    )
+    s.push({
+      sql:
+        `INSERT INTO record (uri, collection, rkey, cid, rev, indexed_at) VALUES ${rowsOf(part.length, '(?, ?, ?, ?, ?, ?)')} ` +
+        'ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rev = excluded.rev, indexed_at = excluded.indexed_at',
+      params: part.flatMap((r) => [r.uri, r.collection, r.rkey, r.cid, w.rev, w.now]),
+    })
   }
   for (const part of chunk(w.backlinks, Math.floor(MAX_PARAMS / 3))) {
-    s.push(db.orm.insert(backlink).values(part).onConflictDoNothing())
+    s.push({
+      sql: `INSERT INTO backlink (uri, path, link_to) VALUES ${rowsOf(part.length, '(?, ?, ?)')} ON CONFLICT DO NOTHING`,
+      params: part.flatMap((b) => [b.uri, b.path, b.linkTo]),
+    })
   }
 
   // Mark blocks that left the repo; a record CID still used by another record stays.
   for (const part of chunk(w.removedCids, MAX_PARAMS - 2)) {
-    s.push(
-      db.orm
-        .update(block)
-        .set({ removedRev: w.rev, removedAt: w.now })
-        .where(
-          and(
-            inArray(block.cid, part),
-            isNull(block.removedRev),
-            sql`NOT EXISTS (SELECT 1 FROM ${record} WHERE ${record.cid} = ${block.cid})`,
-          ),
-        ),
-    )
+    s.push({
+      sql:
+        `UPDATE block SET removed_rev = ?, removed_at = ? WHERE cid IN (${params(part.length)}) ` +
+        'AND removed_rev IS NULL AND NOT EXISTS (SELECT 1 FROM record WHERE record.cid = block.cid)',
+      params: [w.rev, w.now, ...part],
+    })
   }
 
-  s.push(
-    db.orm
-      .insert(repoRoot)
-      .values({ did: w.did, cid: w.cid, rev: w.rev, indexedAt: w.now })
-      .onConflictDoUpdate({ target: repoRoot.did, set: { cid: w.cid, rev: w.rev, indexedAt: w.now } }),
-  )
+  s.push({
+    sql: 'INSERT INTO repo_root (did, cid, rev, indexed_at) VALUES (?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET cid = excluded.cid, rev = excluded.rev, indexed_at = excluded.indexed_at',
+    params: [w.did, w.cid, w.rev, w.now],
+  })
   const eventAt: number[] = []
   for (const event of w.events) {
     eventAt.push(s.length)
-    s.push(...appendEventStatements(db, event.type, event.bytes, w.now))
+    s.push(...appendEventStatements(event.type, event.bytes, w.now))
   }
   s.push(...(w.extra ?? []))
   return { statements: s, eventAt }
@@ -174,8 +166,8 @@ export const isStaleCommitError = (err: unknown): boolean =>
  * writes nothing) if the root moved.
  */
 export const writeCommit = async (db: Db, w: CommitWrite): Promise<number[] | null> => {
-  const { statements, eventAt } = commitStatements(db, w)
-  const results = await db.batch(statements)
+  const { statements, eventAt } = commitStatements(w)
+  const results = await db.batchSqlResults(statements)
   // `seq` is the table's INTEGER PRIMARY KEY: the rowid D1 reports for the insert.
   const seqs = eventAt.map((at) => (results[at] as { meta?: { last_row_id?: unknown } } | undefined)?.meta?.last_row_id)
   return seqs.every((seq): seq is number => Number.isSafeInteger(seq) && (seq as number) > 0) ? seqs : null

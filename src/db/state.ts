@@ -5,7 +5,7 @@
 import { eq, inArray, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db } from './client'
-import { blobParam, schema } from './client'
+import { hexBytes, schema, type SqlStatement } from './client'
 
 const { pdsState, repoSeq, repoSeqChunk } = schema
 
@@ -31,19 +31,17 @@ export const setStateStatement = (db: Db, key: string, value: string, now: strin
 /** Event bodies above this are split over `repo_seq_chunk` rows to stay inside D1's row size. */
 export const EVENT_CHUNK_BYTES = 512 * 1024
 
-/** Statements appending one event to the firehose log (for a batch). */
-export const appendEventStatements = (db: Db, type: string, bytes: Uint8Array, now: string): BatchItem<'sqlite'>[] => {
+/** Statements appending one event to the firehose log (for a batch); the body crosses as hex (see blobParam). */
+export const appendEventStatements = (type: string, bytes: Uint8Array, now: string): SqlStatement[] => {
   if (bytes.byteLength <= EVENT_CHUNK_BYTES) {
-    return [db.orm.insert(repoSeq).values({ eventType: type, event: blobParam(bytes), sequencedAt: now })]
+    return [{ sql: 'INSERT INTO repo_seq (event_type, event, sequenced_at) VALUES (?, unhex(?), ?)', params: [type, hexBytes(bytes), now] }]
   }
   const count = Math.ceil(bytes.byteLength / EVENT_CHUNK_BYTES)
-  const statements: BatchItem<'sqlite'>[] = [
-    db.orm.insert(repoSeq).values({ eventType: type, event: new Uint8Array(0), sequencedAt: now, chunks: count }),
-  ]
+  const statements: SqlStatement[] = [{ sql: "INSERT INTO repo_seq (event_type, event, sequenced_at, chunks) VALUES (?, X'', ?, ?)", params: [type, now, count] }]
   for (let idx = 0; idx < count; idx++) {
     const data = bytes.subarray(idx * EVENT_CHUNK_BYTES, (idx + 1) * EVENT_CHUNK_BYTES)
     // Inside the batch's transaction the newest seq is the event just inserted.
-    statements.push(db.orm.insert(repoSeqChunk).select(sql`SELECT max(seq), ${idx}, ${blobParam(data)} FROM ${repoSeq}`))
+    statements.push({ sql: 'INSERT INTO repo_seq_chunk (seq, idx, data) SELECT max(seq), ?, unhex(?) FROM repo_seq', params: [idx, hexBytes(data)] })
   }
   return statements
 }

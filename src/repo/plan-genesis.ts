@@ -41,6 +41,7 @@ export const planGenesis = async (ctx: RepoContext, extra: BatchItem<'sqlite'>[]
       removedCids: [],
       recordPuts: [],
       recordDeletes: [],
+      replacedUris: [],
       backlinks: [],
       events: [
         { type: 'identity', bytes: encodeIdentityEvent({ did: ctx.did, handle: ctx.handle, time: now }) },

@@ -50,6 +50,7 @@ export const planResign = async (ctx: RepoContext, opts: ResignOptions): Promise
       removedCids: made.removedCids ? made.removedCids.toList().map((c) => c.toString()) : [],
       recordPuts: [],
       recordDeletes: [],
+      replacedUris: [],
       backlinks: [],
       events: await opts.events(commit, now),
       extra: opts.extra,

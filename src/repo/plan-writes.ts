@@ -113,6 +113,7 @@ export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opt
       removedCids: commit.removedCids.toList().map((c) => c.toString()),
       recordPuts: puts.map((w) => ({ uri: w.uri, collection: w.collection, rkey: w.rkey, cid: w.cid.toString() })),
       recordDeletes: writes.filter((w) => w.action === 'delete').map((w) => w.uri),
+      replacedUris: writes.filter((w) => w.action !== 'create').map((w) => w.uri),
       backlinks: puts.flatMap((w) => backlinksOf(w).map((b) => ({ uri: w.uri, ...b }))),
       events: [{ type: 'commit', bytes: event }],
       // Creates cannot drop a reference; only updates and deletes touch old ones.

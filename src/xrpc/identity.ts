@@ -25,9 +25,9 @@ const requirePlc = (deps: Deps): void => {
 }
 
 /** Appends `#identity` (with the handle when given) and tells the firehose; the DID document is re-read afresh. */
-const announceIdentity = async (deps: Deps, handle: string | undefined, extra: Parameters<Deps['db']['batch']>[0] = []): Promise<void> => {
+const announceIdentity = async (deps: Deps, handle: string | undefined, extra: Parameters<Deps['db']['batchSql']>[0] = []): Promise<void> => {
   const now = new Date().toISOString()
-  await deps.db.batch([...extra, ...appendEventStatements(deps.db, 'identity', encodeIdentityEvent({ did: deps.config.did, handle, time: now }), now)])
+  await deps.db.batchSql([...extra, ...appendEventStatements('identity', encodeIdentityEvent({ did: deps.config.did, handle, time: now }), now)])
   deps.waitUntil(deps.firehose.notify())
   deps.waitUntil(resolveDid(deps.config, deps.cache, deps.config.did, { fresh: true }).catch(() => undefined))
 }

@@ -113,7 +113,7 @@ export const registerLifecycleMethods = (x: XrpcRouter): void => {
 
   x.procedure(com.atproto.server.deactivateAccount.main, fullAccessAuth, async ({ deps, input }) => {
     const account = await deps.account()
-    await deps.db.batch(deactivateAccountStatements(deps.db, account.did, input.deleteAfter ?? null))
+    await deps.db.batchSql(deactivateAccountStatements(deps.db, account.did, input.deleteAfter ?? null))
     deps.waitUntil(deps.firehose.notify())
   })
 }

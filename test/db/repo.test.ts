@@ -59,6 +59,7 @@ const buildCommit = async (ctx: RepoContext, creates: PreparedCreate[]): Promise
     removedCids: commit.removedCids.toList().map((c) => c.toString()),
     recordPuts: creates.map((w) => ({ uri: w.uri, collection: w.collection, rkey: w.rkey, cid: w.cid.toString() })),
     recordDeletes: [],
+    replacedUris: [],
     backlinks: [],
     events: [{ type: 'commit', bytes: event }],
   }

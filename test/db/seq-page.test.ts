@@ -12,7 +12,7 @@ import { wipeDatabase, workerEnv } from '../repo/fixtures'
 
 const append = async (db: Db, sizes: number[]): Promise<void> => {
   const now = new Date().toISOString()
-  await db.batch(sizes.flatMap((size, i) => appendEventStatements(db, 'commit', new Uint8Array(size).fill(i + 1), now)))
+  await db.batchSql(sizes.flatMap((size, i) => appendEventStatements('commit', new Uint8Array(size).fill(i + 1), now)))
 }
 
 describe('readEventPageAfter', () => {

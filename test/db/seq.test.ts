@@ -22,7 +22,7 @@ const bytesOf = (length: number, seed: number): Uint8Array => {
 }
 
 const append = async (db: Db, events: { type: string; bytes: Uint8Array; at: string }[]): Promise<void> => {
-  await db.batch(events.flatMap((e) => appendEventStatements(db, e.type, e.bytes, e.at)))
+  await db.batchSql(events.flatMap((e) => appendEventStatements(e.type, e.bytes, e.at)))
 }
 
 const chunkRows = async (): Promise<{ seq: number; idx: number; size: number }[]> =>

@@ -43,6 +43,15 @@ const staleCounting = (db: Db): { db: Db; stale: () => number } => {
           throw err
         }
       },
+      // Commits go through here (src/db/repo.ts writeCommit).
+      batchSqlResults: async (statements) => {
+        try {
+          return await db.batchSqlResults(statements)
+        } catch (err) {
+          if (isStaleCommitError(err)) stale++
+          throw err
+        }
+      },
     },
     stale: () => stale,
   }
