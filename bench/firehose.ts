@@ -8,13 +8,12 @@
  * writes by commit rev only after the run, so decoding never delays the
  * stamps of the other subscribers sharing this event loop.
  */
-import { join } from 'node:path'
 import type { AtpAgent } from '@atproto/api'
 import { decodeAll } from '@atproto/lex-cbor'
 import WebSocket from 'ws'
 import { isolateCpuPerWrite, PERF_V8_FLAGS, perfAvailable, removePerfMaps } from './isolate-cpu'
-import { machine } from './proc'
-import { gitDescribe, Report, writeSection } from './report'
+import { Report } from './report'
+import { runStandalone } from './standalone'
 import { both, groupsPer, interleave, type Measured, type Pair } from './rounds'
 import { agentFor, type Server, type ServerName, startOurs, startReference } from './servers'
 import { fmt, median, percentile, sum } from './stats'
@@ -279,37 +278,27 @@ export const firehosePhase = async (
 }
 
 /** Standalone (`bun bench/run.ts --only firehose`): phase 6 alone on a fresh pair, into its own section of bench/results.md. */
-export const runFirehoseStandalone = async (cfg: FirehosePhaseConfig, quick: boolean): Promise<void> => {
-  const t0 = performance.now()
-  const progress = (msg: string): void => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${msg}`)
-  const servers: Server[] = []
-  const stopAll = () => Promise.allSettled(servers.map((s) => s.stop()))
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stopAll().finally(() => process.exit(130)))
-  const report = new Report()
-  const date = new Date().toISOString()
-  const host = machine()
-  // V8's map of compiled code, so perf samples name our scripts (bench/isolate-cpu.ts).
-  const sampleIsolate = perfAvailable()
-  if (sampleIsolate) Object.assign(process.env, PERF_V8_FLAGS)
-  let ourPids: number[] = []
-  try {
-    const pair = await both(async (name) => {
-      const server = await (name === 'ours' ? startOurs() : startReference())
-      servers.push(server)
-      return server
-    })
-    for (const key of Object.keys(PERF_V8_FLAGS)) delete process.env[key]
-    ourPids = pair.ours.pids()
-    const agents = await both((name) => agentFor(pair[name]))
-    await both((name) => sequentialWrites(agents[name], pair[name].did, 20))
-    await firehosePhase(report, pair, agents, { ...cfg, sampleIsolate }, progress)
-  } finally {
-    await stopAll()
-    await removePerfMaps(ourPids)
-  }
-  const elapsedS = (performance.now() - t0) / 1000
-  const text = report.section('Firehose, phase 6 (standalone run)', { date, machine: host, code: gitDescribe(), run: `bun bench/run.ts --only firehose${quick ? ' --quick' : ''}`, elapsedS })
-  writeSection(join(import.meta.dir, 'results.md'), 'firehose', text)
-  console.log(text)
-  progress(`done in ${elapsedS.toFixed(0)} s; section written to bench/results.md`)
-}
+export const runFirehoseStandalone = (cfg: FirehosePhaseConfig, quick: boolean): Promise<void> =>
+  runStandalone(
+    { key: 'firehose', title: 'Firehose, phase 6 (standalone run)', run: `bun bench/run.ts --only firehose${quick ? ' --quick' : ''}` },
+    async ({ report, progress, track }) => {
+      // V8's map of compiled code, so perf samples name our scripts (bench/isolate-cpu.ts).
+      const sampleIsolate = perfAvailable()
+      if (sampleIsolate) Object.assign(process.env, PERF_V8_FLAGS)
+      let ourPids: number[] = []
+      try {
+        const pair = await both(async (name) => {
+          const server = await (name === 'ours' ? startOurs() : startReference())
+          track(server)
+          return server
+        })
+        for (const key of Object.keys(PERF_V8_FLAGS)) delete process.env[key]
+        ourPids = pair.ours.pids()
+        const agents = await both((name) => agentFor(pair[name]))
+        await both((name) => sequentialWrites(agents[name], pair[name].did, 20))
+        await firehosePhase(report, pair, agents, { ...cfg, sampleIsolate }, progress)
+      } finally {
+        removePerfMaps(ourPids)
+      }
+    },
+  )

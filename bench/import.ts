@@ -19,14 +19,14 @@
  * (bench/import-d1.ts). Run standalone, the figures go to their own section
  * of bench/results.md, kept when the full run rewrites the file.
  */
-import { join } from 'node:path'
 import { createAccountThere, type Side } from '../test/e2e/helpers/migration'
 import { xget } from '../test/e2e/xrpc-client'
 import { countCarBlocks } from './getrepo'
 import { replayStaging, type ImportTimeline, type StagingReplay, watchImport } from './import-d1'
 import { seedLivedInRepo } from './import-records'
-import { machine, sampleRss } from './proc'
-import { gitDescribe, Report, writeSection } from './report'
+import { sampleRss } from './proc'
+import { Report } from './report'
+import { runStandalone } from './standalone'
 import { both, measure, type Measured, type Pair } from './rounds'
 import { parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
 import { fmt, median } from './stats'
@@ -250,27 +250,15 @@ const addFigures = (report: Report, cfg: ImportConfig, c: Collected): void => {
 }
 
 /** Standalone: runs only this phase and writes its own section of bench/results.md. */
-export const runImportStandalone = async (cfg: ImportConfig, quick: boolean): Promise<void> => {
-  const t0 = performance.now()
-  const progress = (msg: string): void => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${msg}`)
-  const servers: Server[] = []
-  const stopAll = () => Promise.allSettled(servers.map((s) => s.stop()))
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stopAll().finally(() => process.exit(130)))
-  const report = new Report()
-  const date = new Date().toISOString()
-  const host = machine()
-  try {
-    await importPhase(report, cfg, { progress, track: (s) => servers.push(s) })
-  } finally {
-    await stopAll()
-  }
-  const elapsedS = (performance.now() - t0) / 1000
-  const title = `importRepo, ${cfg.records.toLocaleString('en')} records (standalone run)`
-  const text = report.section(title, { date, machine: host, code: gitDescribe(), run: `bun bench/import.ts --records ${cfg.records} --rounds ${cfg.rounds}${quick ? ' --quick' : ''}`, elapsedS })
-  writeSection(join(import.meta.dir, 'results.md'), `import-${cfg.records}`, text)
-  console.log(text)
-  progress(`done in ${elapsedS.toFixed(0)} s; section written to bench/results.md`)
-}
+export const runImportStandalone = (cfg: ImportConfig, quick: boolean): Promise<void> =>
+  runStandalone(
+    {
+      key: `import-${cfg.records}`,
+      title: `importRepo, ${cfg.records.toLocaleString('en')} records (standalone run)`,
+      run: `bun bench/import.ts --records ${cfg.records} --rounds ${cfg.rounds}${quick ? ' --quick' : ''}`,
+    },
+    ({ report, progress, track }) => importPhase(report, cfg, { progress, track }),
+  )
 
 /** `--records N` / `--import-records N` and `--rounds R` / `--import-rounds R`, over the defaults. */
 export const importConfigFrom = (argv: string[], quick: boolean): ImportConfig => {

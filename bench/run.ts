@@ -25,7 +25,8 @@ import { firehosePhase, runFirehoseStandalone } from './firehose'
 import { downloadRepo, type RepoDownload } from './getrepo'
 import { importConfigFrom, importPhase, runImportStandalone } from './import'
 import { machine } from './proc'
-import { gitDescribe, Report, writeSection } from './report'
+import { gitDescribe, Report } from './report'
+import { runStandalone } from './standalone'
 import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
 import { isolateCpuPerWrite, PERF_V8_FLAGS, perfAvailable, removePerfMaps } from './isolate-cpu'
 import { agentFor, getLatencies, parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
@@ -286,27 +287,21 @@ const main = async (): Promise<void> => {
 }
 
 /** Phase 7 alone, on a fresh pair, into its own section of results.md. */
-const runBlobsStandalone = async (): Promise<void> => {
-  const report = new Report()
-  const date = new Date().toISOString()
-  const host = machine()
-  const code = gitDescribe()
-  progress(`starting both servers (phase 7 alone, ${QUICK ? 'quick' : 'full'} sizes) on ${host}`)
-  const pair = await both(async (name) => {
-    const server = await (name === 'ours' ? startOurs() : startReference())
-    servers.push(server)
-    return server
-  })
-  const agents = await both((name) => agentFor(pair[name]))
-  await both((name) => sequentialWrites(agents[name], pair[name].did, 5))
-  await blobPhase(report, pair, { ours: agents.ours.session!.accessJwt, ref: agents.ref.session!.accessJwt }, { sizesMB: CONFIG.blobMB, rounds: CONFIG.blobRounds }, progress)
-  const elapsedS = (performance.now() - t0) / 1000
-  const run = `bun bench/run.ts --only blobs${QUICK ? ' --quick' : ''}`
-  const text = report.section(`uploadBlob, ${CONFIG.blobMB.join(' and ')} MB (standalone run)`, { date, machine: host, code, run, elapsedS })
-  writeSection(RESULTS, 'blobs', text)
-  console.log(text)
-  progress(`done in ${elapsedS.toFixed(0)} s; section written to ${RESULTS}`)
-}
+const runBlobsStandalone = (): Promise<void> =>
+  runStandalone(
+    { key: 'blobs', title: `uploadBlob, ${CONFIG.blobMB.join(' and ')} MB (standalone run)`, run: `bun bench/run.ts --only blobs${QUICK ? ' --quick' : ''}` },
+    async ({ report, progress, track }) => {
+      progress(`starting both servers (phase 7 alone, ${QUICK ? 'quick' : 'full'} sizes)`)
+      const pair = await both(async (name) => {
+        const server = await (name === 'ours' ? startOurs() : startReference())
+        track(server)
+        return server
+      })
+      const agents = await both((name) => agentFor(pair[name]))
+      await both((name) => sequentialWrites(agents[name], pair[name].did, 5))
+      await blobPhase(report, pair, { ours: agents.ours.session!.accessJwt, ref: agents.ref.session!.accessJwt }, { sizesMB: CONFIG.blobMB, rounds: CONFIG.blobRounds }, progress)
+    },
+  )
 
 try {
   if (ONLY === 'import') await runImportStandalone(IMPORT, QUICK)
