@@ -28,7 +28,7 @@ import { machine } from './proc'
 import { gitDescribe, Report } from './report'
 import { runStandalone } from './standalone'
 import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
-import { isolateCpuPerWrite, PERF_V8_FLAGS, perfAvailable, removePerfMaps } from './isolate-cpu'
+import { apportioned, isolateCpuPerWrite, PERF_V8_FLAGS, perfAvailable, removePerfMaps } from './isolate-cpu'
 import { agentFor, getLatencies, parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
 import { proxiedTimelines, STUB_APPVIEW_DID, startAppViewStub } from './proxy'
 import { fmt, median, percentile, sum } from './stats'
@@ -261,11 +261,12 @@ const main = async (): Promise<void> => {
     progress(`phase 5b: our isolate's CPU per createRecord, ${ISOLATE_ROUNDS} x ${ISOLATE_WRITES} writes sampled with perf`)
     const cpu = await isolateCpuPerWrite(pair.ours, agents.ours, ISOLATE_ROUNDS, ISOLATE_WRITES)
     report.add(`our isolate's JavaScript CPU per createRecord, ${CONFIG.records.toLocaleString('en')}-record repo (perf), median`, 'ms', median(cpu.oursPerWrite), Number.NaN)
+    report.add(`  the same with V8's unattributable promise jobs shared by JavaScript share (perf)`, 'ms', apportioned(cpu), Number.NaN)
     report.note(
       `Phase 5b (bench/isolate-cpu.ts): perf sampled the user-worker workerd on CPU time during ${ISOLATE_ROUNDS} rounds of ${ISOLATE_WRITES} sequential createRecord; ` +
         `a sample is ours when its innermost JavaScript frame is our bundle or a runtime module in our isolate (the D1 binding's client). ` +
         `Per round (ms): ${cpu.oursPerWrite.map((x) => fmt(x)).join(', ')}. The whole process per write by owner (ms): ` +
-        `${Object.entries(cpu.byOwner).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')} (d1: the D1 simulator's JavaScript and SQLite; dev: wrangler's entry and collector Workers; runtime: no JavaScript on the stack, e.g. sockets and HTTP; gc: collection with no JavaScript frame).`,
+        `${Object.entries(cpu.byOwner).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')} (d1: the D1 simulator's JavaScript and SQLite; dev: wrangler's entry and collector Workers; promises: V8 running promise jobs with no script's frame on the stack, any isolate's, so ours is at most 'ours' plus all of it; runtime: no JavaScript on the stack, e.g. sockets and HTTP; gc: collection with no JavaScript frame).`,
     )
   } else {
     report.note('Phase 5b skipped: perf is not installed, so our isolate\'s CPU per write was not sampled.')
