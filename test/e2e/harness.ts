@@ -73,6 +73,24 @@ process.on('exit', () => {
   for (const child of running) killGroup(child, 'SIGKILL')
 })
 
+/**
+ * Waits until `port` can be listened on again: a stopped workerd killed with
+ * its process group may hold its socket a moment longer, and a restart on
+ * the same port would then fail with "Address already in use".
+ */
+const portReleased = async (port: number, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const free = await new Promise<boolean>((ok) => {
+      const srv = createServer()
+      srv.once('error', () => ok(false))
+      srv.listen(port, '127.0.0.1', () => srv.close(() => ok(true)))
+    })
+    if (free || Date.now() > deadline) return
+    await new Promise((ok) => setTimeout(ok, 100))
+  }
+}
+
 /** A TCP port nobody listens on right now (the OS picks it). */
 export const freePort = (): Promise<number> =>
   new Promise((ok, fail) => {
@@ -278,6 +296,22 @@ export const startPds = async (opts: StartPdsOptions = {}): Promise<PdsProcess> 
     }
   }
 
+  /**
+   * launch(), again when workerd found one of its sockets taken: besides our
+   * port, miniflare picks free ports of its own before binding them, and on
+   * a busy machine another process may take one in between.
+   */
+  const launchRetrying = async (): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await launch()
+      } catch (err) {
+        if (attempt >= 3 || !/Address already in use/.test(String(err))) throw err
+        await portReleased(port)
+      }
+    }
+  }
+
   const stopChild = async (): Promise<void> => {
     const proc = child
     child = null
@@ -296,7 +330,7 @@ export const startPds = async (opts: StartPdsOptions = {}): Promise<PdsProcess> 
     running.delete(proc)
   }
 
-  await launch()
+  await launchRetrying()
 
   return {
     url: `http://127.0.0.1:${port}`,
@@ -313,7 +347,8 @@ export const startPds = async (opts: StartPdsOptions = {}): Promise<PdsProcess> 
     stop: stopChild,
     restart: async () => {
       await stopChild()
-      await launch()
+      await portReleased(port)
+      await launchRetrying()
     },
     crashAndRestart: async () => {
       const proc = child
@@ -323,7 +358,8 @@ export const startPds = async (opts: StartPdsOptions = {}): Promise<PdsProcess> 
         await withTimeout(exited(proc), STOP_GRACE_MS, () => 'wrangler did not die').catch(() => {})
         running.delete(proc)
       }
-      await launch()
+      await portReleased(port)
+      await launchRetrying()
     },
     dispose: async () => {
       await stopChild()
