@@ -24,48 +24,8 @@
  * socket, measured; a debounce would make a socket's position stale if the
  * object is evicted first); the constructor only reloads it.
  *
- * Why memory stays bounded per subscriber. workerd's `WebSocket.send()` copies
- * the frame into an unbounded queue inside the runtime and returns; there is
- * no `bufferedAmount` (cloudflare/workerd#988), no callback, no error while
- * the peer does not read, and `close()` only queues a close frame behind the
- * data. So a subscriber that never reads keeps every byte it was sent in this
- * object's process until it disconnects (measured: a 100 MB queue stayed in
- * the workerd process until the client read it). The only proof the platform
- * gives that a socket's queue drained is hibernation itself: workerd does not
- * let an object go while any of its sockets still has outgoing messages
- * pending (measured the same way: a full queue kept the object alive for as
- * long as it lasted, an empty one let it hibernate after ~10 s idle). Hence:
- *
- * - each socket counts `unconfirmed`, the frame bytes sent since the last
- *   proof; the constructor, which only runs when the object was rebuilt,
- *   resets every socket's count to 0;
- * - a frame goes out only while the count stays within the budget
- *   (budget.ts: 2 MiB); otherwise the socket is *held*: nothing more is sent
- *   to it, not even live events, and it stays where it is in the log, so the
- *   hub holds nothing for it but the ≤ 2 MiB already queued in the runtime;
- * - an alarm looks at held sockets: after a rebuild (proof for all of them)
- *   they replay from their `lastSeq` and go live again, without gap or
- *   duplicate; one held for 45 s without proof is cut off with
- *   `ConsumerTooSlow`, as the reference PDS does with a full outbox (that
- *   stops it growing; what is already queued goes when the client does);
- * - the log is read in pages of at most 1 MiB of bodies (seq.ts), one page at
- *   a time across all replays, and subscribers replaying the same stretch
- *   share the page's frames, so reading is bounded too, whatever the log size.
- *
- * What a subscriber can make the hub hold is thus its budget, plus one page
- * and 1 MiB of notified events (recent.ts) for all of them, whatever the
- * log's size or how long it stalls (measured:
- * five stalled subscribers with cursor=0 grow wrangler dev's workerd by
- * ~55-60 MiB, most of it local D1's JSON and the live writes, on a 20 MB and
- * on a 40 MB log alike, against 1.2 and 2.4 GiB before). The price: with no
- * delivery signal the hub cannot tell a fast relay from a stalled one, so a
- * relay sent more than the budget before the object next hibernates (a large
- * replay; a live stream while another subscriber is stalled and keeps the
- * object awake) pauses until that happens, ~12 s per budget (a lone relay
- * replayed 41 MB in 122 s with a 4 MiB budget, never cut off; ~4 min with
- * 2 MiB), and is cut off (it
- * reconnects from its cursor and loses nothing) if that does not happen
- * within 45 s.
+ * Why memory stays bounded per subscriber, and what that costs a fast relay:
+ * see budget.ts, which holds the rules.
  */
 import { DurableObject } from 'cloudflare:workers'
 import { openDb, type Db } from '../db/client'
