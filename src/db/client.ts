@@ -42,6 +42,9 @@ export interface Db {
   batchSqlResults(statements: (SqlStatement | BatchItem<'sqlite'>)[]): Promise<D1Result[]>
 }
 
+/** `?, ?, ...`: the placeholders of an IN list or a VALUES row of `n` values. */
+export const placeholders = (n: number): string => Array.from({ length: n }, () => '?').join(', ')
+
 /** A drizzle statement as plain SQL (what its `toSQL()` renders). */
 const asSqlStatement = (item: SqlStatement | BatchItem<'sqlite'>): SqlStatement => {
   const builder = item as unknown as { toSQL?: () => { sql: string; params: unknown[] } }

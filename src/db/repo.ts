@@ -9,7 +9,7 @@
 import { and, asc, gt, inArray, isNull, lte, or, sql } from 'drizzle-orm'
 import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db, SqlStatement } from './client'
-import { blobBytes, d1ErrorText, hexBytes, schema } from './client'
+import { blobBytes, d1ErrorText, hexBytes, placeholders, schema } from './client'
 import { appendEventStatements } from './state'
 
 const { block, commitChain, repoRoot, record, backlink } = schema
@@ -87,9 +87,8 @@ export interface CommitWrite {
   extra?: BatchItem<'sqlite'>[]
 }
 
-/** `(?, ?, ...)` groups for a multi-row VALUES list, and a list of `?`. */
+/** `(?, ?, ...)` groups for a multi-row VALUES list. */
 const rowsOf = (rows: number, row: string): string => Array.from({ length: rows }, () => row).join(', ')
-const params = (n: number): string => Array.from({ length: n }, () => '?').join(', ')
 
 /**
  * Statements for one commit, and the index of each event's log row insert
@@ -113,9 +112,9 @@ export const commitStatements = (w: CommitWrite): { statements: (SqlStatement | 
     })
   }
 
-  for (const part of chunk(w.recordDeletes, MAX_PARAMS)) s.push({ sql: `DELETE FROM record WHERE uri IN (${params(part.length)})`, params: part })
+  for (const part of chunk(w.recordDeletes, MAX_PARAMS)) s.push({ sql: `DELETE FROM record WHERE uri IN (${placeholders(part.length)})`, params: part })
   // A record that existed before loses its old backlinks (a new one has none yet).
-  for (const part of chunk(w.replacedUris, MAX_PARAMS)) s.push({ sql: `DELETE FROM backlink WHERE uri IN (${params(part.length)})`, params: part })
+  for (const part of chunk(w.replacedUris, MAX_PARAMS)) s.push({ sql: `DELETE FROM backlink WHERE uri IN (${placeholders(part.length)})`, params: part })
   // 6 params per row.
   for (const part of chunk(w.recordPuts, Math.floor(MAX_PARAMS / 6))) {
     s.push({
@@ -136,7 +135,7 @@ export const commitStatements = (w: CommitWrite): { statements: (SqlStatement | 
   for (const part of chunk(w.removedCids, MAX_PARAMS - 2)) {
     s.push({
       sql:
-        `UPDATE block SET removed_rev = ?, removed_at = ? WHERE cid IN (${params(part.length)}) ` +
+        `UPDATE block SET removed_rev = ?, removed_at = ? WHERE cid IN (${placeholders(part.length)}) ` +
         'AND removed_rev IS NULL AND NOT EXISTS (SELECT 1 FROM record WHERE record.cid = block.cid)',
       params: [w.rev, w.now, ...part],
     })

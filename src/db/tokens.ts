@@ -3,7 +3,7 @@
  * token is refused on the very next request from anywhere.
  */
 import { and, desc, eq, gt, isNull, lte, or, sql } from 'drizzle-orm'
-import type { Db } from './client'
+import type { Db, SqlStatement } from './client'
 import { schema } from './client'
 
 const { refreshToken } = schema
@@ -55,9 +55,13 @@ export const rotateRefreshToken = async (
   return updated.length > 0
 }
 
-/** A session is live while any of its refresh tokens exists (a record write asks in its first batch: src/db/write-reads.ts). */
-export const isLiveSession = async (db: Db, sessionId: string): Promise<boolean> =>
-  (await db.orm.select({ id: refreshToken.id }).from(refreshToken).where(eq(refreshToken.sessionId, sessionId)).limit(1)).length > 0
+/** A session is live while any of its refresh tokens exists: one row if it is (a record write asks in its first batch: src/db/write-reads.ts). */
+export const liveSessionStatement = (sessionId: string): SqlStatement => ({
+  sql: 'SELECT 1 AS live FROM refresh_token WHERE session_id = ? LIMIT 1',
+  params: [sessionId],
+})
+
+export const isLiveSession = async (db: Db, sessionId: string): Promise<boolean> => (await db.batchSql([liveSessionStatement(sessionId)]))[0].length > 0
 
 export const deleteExpiredRefreshTokens = async (db: Db, now: string): Promise<void> => {
   await db.orm.delete(refreshToken).where(lte(refreshToken.expiresAt, now))

@@ -8,8 +8,9 @@
  */
 import type { AccountRow } from './account-row'
 import type { BlobRow } from './blobs'
-import type { Db, SqlStatement } from './client'
+import { placeholders, type Db, type SqlStatement } from './client'
 import { chunk, MAX_PARAMS, type RootRow } from './repo'
+import { liveSessionStatement } from './tokens'
 
 export interface WriteReadsRequest {
   /** Check that this password session is still live (src/auth/live-session.ts). */
@@ -29,8 +30,6 @@ export interface WriteReads {
   backlinkUris: string[][]
 }
 
-const list = (n: number): string => Array.from({ length: n }, () => '?').join(', ')
-
 export const readForWrite = async (db: Db, req: WriteReadsRequest): Promise<WriteReads> => {
   const blobParts = chunk(req.blobCids, MAX_PARAMS)
   const statements: SqlStatement[] = [
@@ -38,9 +37,9 @@ export const readForWrite = async (db: Db, req: WriteReadsRequest): Promise<Writ
     {
       sql: 'SELECT did, handle, status, created_at AS createdAt, deactivated_at AS deactivatedAt, delete_after AS deleteAfter FROM account LIMIT 1',
     },
-    ...(req.liveSession === null ? [] : [{ sql: 'SELECT 1 AS live FROM refresh_token WHERE session_id = ? LIMIT 1', params: [req.liveSession] }]),
+    ...(req.liveSession === null ? [] : [liveSessionStatement(req.liveSession)]),
     ...blobParts.map((part) => ({
-      sql: `SELECT cid, r2_key AS r2Key, mime_type AS mimeType, size FROM blob WHERE cid IN (${list(part.length)})`,
+      sql: `SELECT cid, r2_key AS r2Key, mime_type AS mimeType, size FROM blob WHERE cid IN (${placeholders(part.length)})`,
       params: part,
     })),
     // A range, not LIKE: DIDs may contain '%' (did:web ports are %3A).
