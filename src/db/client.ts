@@ -151,17 +151,14 @@ const fromHex = (hex: string): Uint8Array => {
   return out
 }
 
-/**
- * Bytes to store in a BLOB column, as a parameter: bound as one hex string
- * and turned back into bytes by SQLite (`unhex`). The D1 binding sends a
- * Uint8Array parameter as a JSON array of numbers, converted element by
- * element on both sides; a commit's blocks and event cost several times more
- * CPU that way.
- */
-export const blobParam = (bytes: Uint8Array): SQL<Uint8Array> => sql<Uint8Array>`unhex(${hexBytes(bytes)})`
-
 const hexEncoder = (Uint8Array.prototype as unknown as { toHex?: () => string }).toHex
-/** Lowercase hex of `bytes` (for BLOB literals in SQL text). */
+/**
+ * Lowercase hex of `bytes`: for BLOB literals in SQL text, and for bytes
+ * bound as a parameter and turned back by SQLite (`unhex(?)`). The D1 binding
+ * sends a Uint8Array parameter as a JSON array of numbers, converted element
+ * by element on both sides; a commit's blocks and event cost several times
+ * more CPU that way.
+ */
 export const hexBytes = (bytes: Uint8Array): string => {
   if (hexEncoder) return hexEncoder.call(bytes)
   let out = ''

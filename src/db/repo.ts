@@ -101,7 +101,7 @@ export const commitStatements = (w: CommitWrite): { statements: (SqlStatement | 
   // First: claim the parent. Fails (and aborts the batch) for a stale writer.
   s.push({ sql: 'INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, ?)', params: [w.cid, w.rev, w.prev ?? '', w.now] })
 
-  // 4 params per row; the bytes cross as hex (see blobParam).
+  // 4 params per row; the bytes cross as hex (see hexBytes).
   for (const part of chunk(w.newBlocks, Math.floor(MAX_PARAMS / 4))) {
     s.push({
       sql:

@@ -31,7 +31,7 @@ export const setStateStatement = (db: Db, key: string, value: string, now: strin
 /** Event bodies above this are split over `repo_seq_chunk` rows to stay inside D1's row size. */
 export const EVENT_CHUNK_BYTES = 512 * 1024
 
-/** Statements appending one event to the firehose log (for a batch); the body crosses as hex (see blobParam). */
+/** Statements appending one event to the firehose log (for a batch); the body crosses as hex (see hexBytes). */
 export const appendEventStatements = (type: string, bytes: Uint8Array, now: string): SqlStatement[] => {
   if (bytes.byteLength <= EVENT_CHUNK_BYTES) {
     return [{ sql: 'INSERT INTO repo_seq (event_type, event, sequenced_at) VALUES (?, unhex(?), ?)', params: [type, hexBytes(bytes), now] }]
