@@ -15,6 +15,7 @@
  * (src/identity/dns.ts) and the request itself go to the loopback origin, which stands in for the internet
  * (the original host travels in `x-dev-host`).
  */
+import { readBodyUpTo } from '../bounded-body'
 import type { Config } from '../env'
 import { dnsQuery, DnsLookupError, type DnsRecordType } from '../identity/dns'
 
@@ -99,27 +100,9 @@ const readLimited = async (res: Response, maxBytes: number): Promise<Uint8Array>
     await res.body?.cancel()
     throw new SafeFetchError(`response is larger than ${maxBytes} bytes`)
   }
-  const chunks: Uint8Array[] = []
-  let total = 0
-  const reader = res.body?.getReader()
-  if (!reader) return new Uint8Array(0)
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    total += value.byteLength
-    if (total > maxBytes) {
-      await reader.cancel()
-      throw new SafeFetchError(`response is larger than ${maxBytes} bytes`)
-    }
-    chunks.push(value)
-  }
-  const out = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return out
+  const body = await readBodyUpTo(res.body, maxBytes)
+  if (!body) throw new SafeFetchError(`response is larger than ${maxBytes} bytes`)
+  return body
 }
 
 /** GETs `target` under the rules above; returns the response's content type and body. */

@@ -6,7 +6,7 @@
  * error keeps its status, name and message (a 500 becomes 502
  * UpstreamFailure); an unreachable service is 502 UpstreamFailure.
  */
-import { concatBytes } from '@atproto/repo'
+import { readBodyUpTo } from '../bounded-body'
 import { XrpcError } from '../errors'
 
 /** Request headers a client may address to the service behind us. */
@@ -81,20 +81,9 @@ const readErrorBody = async (upstream: Response): Promise<{ error?: string; mess
     return {}
   }
   try {
-    const reader = upstream.body.getReader()
-    const chunks: Uint8Array[] = []
-    let size = 0
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      size += value.byteLength
-      if (size > MAX_ERROR_BODY_BYTES) {
-        await reader.cancel()
-        return {}
-      }
-      chunks.push(value)
-    }
-    const body = JSON.parse(new TextDecoder().decode(concatBytes(chunks)))
+    const bytes = await readBodyUpTo(upstream.body, MAX_ERROR_BODY_BYTES)
+    if (!bytes) return {}
+    const body = JSON.parse(new TextDecoder().decode(bytes))
     return {
       error: typeof body?.error === 'string' ? body.error : undefined,
       message: typeof body?.message === 'string' ? body.message : undefined,
