@@ -5,7 +5,9 @@
  * 1. Writes `.dev.vars` (gitignored) with fresh secrets if it does not exist:
  *    a secp256k1 signing key, a JWT secret and a random owner password.
  *    Existing values are never overwritten.
- * 2. Applies the D1 migrations to the local database.
+ * 2. Applies the D1 migrations to the local database. The did:web carries
+ *    the port, so another PORT is another identity: it gets its own local
+ *    state (`.wrangler/state-<port>`), never the repo made for the default one.
  * 3. Prints the account (handle, DID, password) and starts `wrangler dev`
  *    with local D1, R2, KV and the Durable Object.
  *
@@ -49,7 +51,10 @@ if (generated.length > 0) {
   console.log(`Wrote .dev.vars (new: ${generated.join(', ')})`)
 }
 
-const migrate = spawnSync(process.execPath, [...wrangler, 'd1', 'migrations', 'apply', 'DB', '--local'], {
+// One local database per identity (the Worker refuses a database made for another DID).
+const persistTo = vars.PDS_DID || port === '8787' ? [] : ['--persist-to', `.wrangler/state-${port}`]
+
+const migrate = spawnSync(process.execPath, [...wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', ...persistTo], {
   env: { ...env, CI: 'true' },
   stdio: ['ignore', 'inherit', 'inherit'],
 })
@@ -67,6 +72,7 @@ console.log(`
   Handle         ${handle}
   DID            ${did}
   Password       ${password}
+  Local state    ${persistTo[1] ?? '.wrangler/state'}
 
   Try: curl http://${hostname}/xrpc/com.atproto.server.describeServer
 `)
@@ -74,7 +80,7 @@ console.log(`
 const child = spawn(
   process.execPath,
   // No relay can crawl localhost, so local dev asks none (RELAY_HOSTS empty).
-  [...wrangler, 'dev', '--port', port, '--var', `PDS_HOSTNAME:${hostname}`, '--var', `PDS_DID:${did}`, '--var', 'RELAY_HOSTS:', ...process.argv.slice(2)],
+  [...wrangler, 'dev', '--port', port, '--var', `PDS_HOSTNAME:${hostname}`, '--var', `PDS_DID:${did}`, '--var', 'RELAY_HOSTS:', ...persistTo, ...process.argv.slice(2)],
   { env, stdio: 'inherit' },
 )
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal))

@@ -35,10 +35,29 @@ const pointsHere = async (cfg: Config, cache: KvCache): Promise<boolean> => {
   return serviceEndpoint(doc, 'atproto_pds') === cfg.serviceUrl && atprotoSigningKey(doc) === cfg.signingKey.did()
 }
 
+/**
+ * One database holds one account. A deployment whose configured DID is not the
+ * one its database was made for (PDS_DID or, for a did:web, PDS_HOSTNAME
+ * changed; locally, `npm run dev` on another port) would serve and sign one
+ * identity's records as another's, so it answers nothing but this error.
+ */
+const assertSameIdentity = (row: AccountRow, cfg: Config): void => {
+  if (row.did === cfg.did) return
+  throw new XrpcError(
+    500,
+    `This PDS is configured as ${cfg.did}, but its database holds the account ${row.did}. ` +
+      'Configure the DID (and hostname) the database was made for, or give this identity its own database.',
+    'InternalServerError',
+  )
+}
+
 /** Makes sure the account row exists (and a fresh identity's repo); returns the row. */
 export const bootstrapAccount = async (ctx: RepoContext, cfg: Config, cache: KvCache): Promise<AccountRow> => {
   const existing = await getAccount(ctx.db)
-  if (existing) return existing
+  if (existing) {
+    assertSameIdentity(existing, cfg)
+    return existing
+  }
   const now = new Date().toISOString()
   const row = (status: 'active' | 'deactivated'): AccountRow => ({
     did: cfg.did,

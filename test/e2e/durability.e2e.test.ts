@@ -114,3 +114,33 @@ test('a second restart right after a write loses nothing', async () => {
   })
   expect(expectStatus(got, 200).body.cid).toBe(body.cid)
 }, 120_000)
+
+test('the same state started as another identity is refused, and left as it was', async () => {
+  const head = await latest()
+  await pds.stop()
+  // What `npm run dev` on another port used to do: a new did:web over the old database.
+  const other = await startPds({ persistDir: pds.persistDir, signingKeyHex: pds.signingKeyHex })
+  try {
+    expect(other.did).not.toBe(pds.did)
+    for (const res of [
+      await xget(other, 'com.atproto.server.describeServer', {}),
+      await xpost(other, 'com.atproto.server.createSession', { identifier: pds.handle, password: pds.password }),
+      await xget(other, 'com.atproto.sync.getLatestCommit', { did: pds.did }),
+    ]) {
+      expect(res.status).toBe(500)
+      expect(res.body.error).toBe('InternalServerError')
+      expect(res.body.message).toContain(`configured as ${other.did}`)
+      expect(res.body.message).toContain(`holds the account ${pds.did}`)
+    }
+  } finally {
+    await other.stop()
+  }
+  await pds.restart()
+  expect(await latest()).toEqual(head)
+  const res = await xpost(pds, 'com.atproto.repo.createRecord', {
+    repo: pds.did,
+    collection: 'app.bsky.feed.post',
+    record: post('after the other identity'),
+  }, session.accessJwt)
+  expect(expectStatus(res, 200).body.commit.rev > head.rev).toBe(true)
+}, 180_000)
