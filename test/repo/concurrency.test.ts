@@ -84,6 +84,27 @@ describe('concurrent commitWrites', () => {
     expect(recordsOf(await verifyStoredRepo(ctx)).size).toBe(20)
   })
 
+  it('in one isolate: writers take their turns in the order they came, however long they waited', async () => {
+    const ctx = await newRepoContext()
+    const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms))
+    const order: string[] = []
+    // Plans that commit nothing: only whose turn comes when matters here.
+    const turn = (name: string, holdMs = 0) =>
+      isolateA.runCommit(ctx, async () => {
+        order.push(name)
+        await sleep(holdMs)
+        return null
+      })
+    const first = turn('first', 120)
+    await sleep(5)
+    const early = turn('early') // waits ~115 ms
+    await sleep(100)
+    const late = turn('late') // comes just before the lock is let go
+    const later = turn('later')
+    await Promise.all([first, early, late, later])
+    expect(order).toEqual(['first', 'early', 'late', 'later'])
+  })
+
   it('two isolates racing from an empty database: one genesis, no fork, no lost write', { timeout: 60_000 }, async () => {
     const isolateB = (await import(/* @vite-ignore */ SECOND_COPY)) as CommitModule
     expect(isolateB.commitWrites).not.toBe(isolateA.commitWrites)
