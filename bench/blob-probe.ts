@@ -42,7 +42,7 @@ export const startProbe = async (): Promise<Probe> => {
   args.push('--inspector-port', String(inspectorPort), '--persist-to', persistDir, '--show-interactive-dev-session=false')
   const child = spawn(NODE, args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1', FORCE_COLOR: '0' },
+    env: { X_LOCAL_OBSERVABILITY: 'false', X_LOCAL_EXPLORER: 'false', ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1', FORCE_COLOR: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   })

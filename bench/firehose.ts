@@ -63,7 +63,11 @@ export class Fanout {
     const fanout = new Fanout(url)
     const wsUrl = `${url.replace(/^http/, 'ws')}/xrpc/com.atproto.sync.subscribeRepos`
     for (let i = 0; i < n; i++) {
-      fanout.subs.push(new Subscriber(new WebSocket(wsUrl), () => fanout.wake()))
+      // As a relay dials: indigo's relay uses gorilla's websocket.Dialer without EnableCompression, so
+      // it never offers permessage-deflate (ws would offer it; the reference declines it, wrangler dev's
+      // entry Worker accepts it and then compresses every frame for every socket).
+      const ws = new WebSocket(wsUrl, { perMessageDeflate: false })
+      fanout.subs.push(new Subscriber(ws, () => fanout.wake()))
     }
     await Promise.all(fanout.subs.map((s) => s.opened))
     return fanout

@@ -29,7 +29,7 @@ import { gitDescribe, Report } from './report'
 import { runStandalone } from './standalone'
 import { both, groupsPer, interleave, type Measured, sleep } from './rounds'
 import { apportioned, isolateCpuPerWrite, PERF_V8_FLAGS, perfAvailable, removePerfMaps } from './isolate-cpu'
-import { agentFor, getLatencies, parseErrorLogs, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
+import { agentFor, getLatencies, parseErrorLogs, type ReferenceServer, type RequestLog, type Server, type ServerName, startOurs, startReference } from './servers'
 import { proxiedTimelines, STUB_APPVIEW_DID, startAppViewStub } from './proxy'
 import { fmt, median, percentile, sum } from './stats'
 import { concurrentWrites, seedRecords, sequentialWrites, type WriteRun } from './writes'
@@ -109,8 +109,9 @@ const main = async (): Promise<void> => {
   // V8's map of compiled code, so phase 5's perf samples name our scripts (bench/isolate-cpu.ts).
   const sampleIsolate = perfAvailable()
   if (sampleIsolate) Object.assign(process.env, PERF_V8_FLAGS)
+  let reference: ReferenceServer | undefined
   const pair = await both(async (name) => {
-    const server = await (name === 'ours' ? startOurs({ appView: target }) : startReference({ appView: target }))
+    const server = await (name === 'ours' ? startOurs({ appView: target }) : (reference = await startReference({ appView: target })))
     servers.push(server)
     return server
   })
@@ -216,7 +217,9 @@ const main = async (): Promise<void> => {
   )
   report.note(
     `CPU per write by process, phase 1 (ms): ours ${groupText(seqFig.ours.groupsPerWrite)}; reference ${groupText(seqFig.ref.groupsPerWrite)}. ` +
-      "The table charges ours all its workerd processes (user worker + wrangler's entry proxy), not wrangler's node (log printing), which would not exist in production.",
+      "The table charges ours all its workerd processes (user worker + wrangler's entry proxy), not wrangler's node (log printing), which would not exist in production. " +
+      `Both log every request, as deployed: ours one JSON line per request (printed by wrangler), the reference with LOG_ENABLED=true as its installer's pds.env sets it (pino, to a file; ${reference?.logLines() ?? 0} lines by the end of phase 2). ` +
+      "Ours runs without wrangler dev's local observability collector and data explorer (X_LOCAL_OBSERVABILITY/X_LOCAL_EXPLORER=false): development tools that do not exist on Cloudflare, which tail every request and wrap the Durable Object.",
   )
 
   // 6: firehose CPU per write and delivery (before seeding, so both repos are still small).

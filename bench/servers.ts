@@ -4,6 +4,7 @@
  * which OS processes to charge CPU and memory to, and ours exposes its
  * structured request log lines.
  */
+import { existsSync, readFileSync } from 'node:fs'
 import { cp, mkdtemp, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -163,15 +164,29 @@ export interface ReferenceServer extends Server {
   plcUrl: string
   /** A full-access token of its account. */
   accessJwt: string
+  /** How many lines it has logged so far (it logs every request, as deployed). */
+  logLines(): number
+}
+
+/**
+ * The reference runs as its distribution configures it: the official installer's pds.env sets
+ * LOG_ENABLED=true, so it logs every request (pino, one JSON line each), as ours does. Its lines go
+ * to a file (LOG_DESTINATION), like Docker's json-file log driver; ours go to wrangler's output.
+ */
+const referenceLogging = (): { env: Record<string, string>; path: string } => {
+  const path = join(tmpdir(), `pds-bench-ref-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.log`)
+  return { env: { LOG_ENABLED: 'true', LOG_DESTINATION: path }, path }
 }
 
 export const startReference = async (opts: ReferenceOptions = {}): Promise<ReferenceServer> => {
   const { appView } = opts
+  const logging = referenceLogging()
   // The reference's default blobUploadLimit is 5 MB; give it ours (100 MiB) for the uploadBlob phase.
   const ref = (await spawnReferencePds({
     handle: opts.handle ?? 'bench.test',
     password: opts.password ?? 'bench-password',
     plcUrl: opts.plcUrl,
+    processEnv: logging.env,
     env: { blobUploadLimit: REFERENCE_BLOB_UPLOAD_LIMIT, ...(appView ? { bskyAppViewUrl: appView.url, bskyAppViewDid: appView.did } : {}), ...opts.env },
   })) as {
     url: string
@@ -194,7 +209,11 @@ export const startReference = async (opts: ReferenceOptions = {}): Promise<Refer
     pids: () => [ref.pid],
     breakdown: () => ({ node: [ref.pid] }),
     log: () => '',
-    stop: () => ref.stop(),
+    logLines: () => (existsSync(logging.path) ? readFileSync(logging.path, 'utf8').split('\n').filter(Boolean).length : 0),
+    stop: async () => {
+      await ref.stop()
+      await rm(logging.path, { force: true })
+    },
   }
 }
 

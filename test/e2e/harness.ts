@@ -110,6 +110,14 @@ const toHex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex')
 const stripAnsi = (s: string): string => s.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
 
 const childEnv = (): NodeJS.ProcessEnv => ({
+  // wrangler dev's local observability collector (a streaming tail of every
+  // request, span and log line) and data explorer (which wraps the Durable
+  // Object's module) are development tools that do not exist on Cloudflare;
+  // measured in the bench's isolate phase, they more than doubled the Worker
+  // process's CPU per write. Off for the tests and the bench; a variable set
+  // in the environment still wins.
+  X_LOCAL_OBSERVABILITY: 'false',
+  X_LOCAL_EXPLORER: 'false',
   ...process.env,
   CI: 'true',
   CLOUDFLARE_CF_FETCH_ENABLED: 'false',

@@ -106,15 +106,18 @@ export async function startReferencePds(opts = {}) {
 /**
  * Runs the reference PDS in a child Node 22 process (this file as CLI) and returns the same fields
  * as startReferencePds (without `pds`). Use it from Bun or Node 20, which cannot host @atproto/pds.
- * `opts` accepts handle, password, email, port, plcUrl, env; plus `timeoutMs` (default 60 s).
+ * `opts` accepts handle, password, email, port, plcUrl, env; plus `timeoutMs` (default 60 s) and
+ * `processEnv`, variables for the child process itself (e.g. LOG_ENABLED and LOG_DESTINATION, which
+ * the reference's logger reads when it is first imported, not from its ServerEnvironment).
  */
 export async function spawnReferencePds(opts = {}) {
   const { node } = await ensureInstalled() // here rather than in the child, so its time isn't in timeoutMs
+  const { processEnv = {}, ...rest } = opts
   return spawnPeer({
     name: 'reference-pds',
     node,
     script: fileURLToPath(import.meta.url),
-    env: { REFERENCE_PDS_OPTS: JSON.stringify(opts) },
+    env: { ...processEnv, REFERENCE_PDS_OPTS: JSON.stringify(rest) },
     isReady: (line) => line.startsWith('{'),
     timeoutMs: opts.timeoutMs ?? 60_000,
   })
