@@ -44,45 +44,62 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * promise of its own, settled by the request that lets go; workerd delivers
  * that to the waiting request, but would call a request that waits on nothing
  * of its own hung, so each waiter also keeps a timer and looks again every
- * WAIT_POLL_MS. That timer is also what lets the others go on when a woken
- * waiter was cancelled. The lock is a lease: a holder whose request was
- * cancelled mid-write cannot block the isolate for long.
+ * WAIT_POLL_MS.
+ *
+ * Requests can be cancelled (a client that hangs up) and then never run
+ * again: a holder's lock is a lease, and a waiter not seen for WAITER_GONE_MS
+ * is passed over. A waiter that was passed over while alive (the isolate was
+ * busy for that long) finds itself out of the line and steps back in at the
+ * front, where it was.
  */
 const LOCK_LEASE_MS = 30_000
 const WAIT_POLL_MS = 50
+const WAITER_GONE_MS = 1_000
 let lockedUntil = 0
-const waiting: { wake: () => void }[] = []
+
+interface Waiter {
+  wake: () => void
+  seenAt: number
+}
+const line: Waiter[] = []
+
+const gone = (w: Waiter): boolean => Date.now() - w.seenAt > WAITER_GONE_MS
+
+/** The lock is free and everyone ahead of `me` in the line is gone. */
+const myTurn = (me: Waiter): boolean => {
+  if (Date.now() < lockedUntil) return false
+  for (const w of line) {
+    if (w === me) return true
+    if (!gone(w)) return false
+  }
+  return false
+}
+
+const waitForTurn = async (): Promise<void> => {
+  const me: Waiter = { wake: () => {}, seenAt: Date.now() }
+  line.push(me)
+  while (!myTurn(me)) {
+    await Promise.race([new Promise<void>((resolve) => (me.wake = resolve)), sleep(WAIT_POLL_MS)])
+    me.seenAt = Date.now()
+    if (!line.includes(me)) line.unshift(me)
+  }
+  // Leave the line, with the gone waiters that stood ahead.
+  line.splice(0, line.indexOf(me) + 1)
+}
 
 const serialised = async <T>(fn: () => Promise<T>): Promise<T> => {
-  if (Date.now() < lockedUntil || waiting.length > 0) {
-    const me = { wake: () => {} }
-    const woken = () => new Promise<void>((resolve) => (me.wake = resolve))
-    waiting.push(me)
-    try {
-      while (Date.now() < lockedUntil || (waiting[0] !== me && waiting.length > 0 && !lockFreeTooLong())) {
-        await Promise.race([woken(), sleep(WAIT_POLL_MS)])
-      }
-    } finally {
-      waiting.splice(waiting.indexOf(me), 1)
-    }
-  }
+  if (Date.now() < lockedUntil || line.length > 0) await waitForTurn()
   const lease = Date.now() + LOCK_LEASE_MS
   lockedUntil = lease
-  freedAt = 0
   try {
     return await fn()
   } finally {
     if (lockedUntil === lease) {
       lockedUntil = 0
-      freedAt = Date.now()
-      waiting[0]?.wake()
+      line.find((w) => !gone(w))?.wake()
     }
   }
 }
-
-/** When the lock was last let go (0 while held): a waiter behind a woken one that never came takes its turn. */
-let freedAt = 0
-const lockFreeTooLong = (): boolean => freedAt > 0 && Date.now() - freedAt >= WAIT_POLL_MS
 
 /**
  * Plans and writes one commit under the lock, planning again on the new
