@@ -32,26 +32,22 @@ const SECOND_COPY = '../../src/repo/commit?isolate=b'
 /** A Db whose batches count the stale-commit refusals D1 hands back. */
 const staleCounting = (db: Db): { db: Db; stale: () => number } => {
   let stale = 0
+  const counted =
+    <A, R>(run: (statements: A) => Promise<R>) =>
+    async (statements: A): Promise<R> => {
+      try {
+        return await run(statements)
+      } catch (err) {
+        if (isStaleCommitError(err)) stale++
+        throw err
+      }
+    }
   return {
     db: {
       ...db,
-      batch: async (statements) => {
-        try {
-          return await db.batch(statements)
-        } catch (err) {
-          if (isStaleCommitError(err)) stale++
-          throw err
-        }
-      },
+      batch: counted(db.batch),
       // Commits go through here (src/db/repo.ts writeCommit).
-      batchSqlResults: async (statements) => {
-        try {
-          return await db.batchSqlResults(statements)
-        } catch (err) {
-          if (isStaleCommitError(err)) stale++
-          throw err
-        }
-      },
+      batchSqlResults: counted(db.batchSqlResults),
     },
     stale: () => stale,
   }
