@@ -9,9 +9,10 @@
  * - queries (local or forwarded) read it alongside the handler's own work and
  *   refuse before answering: reads add no waiting, and nothing is answered
  *   to a signed-out session;
- * - record writes read it in the write's first D1 batch (CommitOptions
- *   `liveSession`), so a write keeps its two round trips and a signed-out
- *   session commits nothing;
+ * - record writes check it in their own D1 round trip (CommitOptions
+ *   `liveSession`: the commit's guard, or the read batch when the write
+ *   reads first), so it adds no round trip and a signed-out session commits
+ *   nothing;
  * - every other procedure (uploads, preferences, account changes, forwarded
  *   procedures with effects elsewhere) reads it before the handler runs.
  *

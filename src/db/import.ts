@@ -10,6 +10,7 @@
  */
 import type { Db, SqlStatement } from './client'
 import { d1ErrorText, hexBytes } from './client'
+import { isCommitGuardError } from './repo'
 
 export interface StagedBlock {
   cid: string
@@ -108,8 +109,8 @@ export const walkStatements = (importId: string, dataRoot: string, did: string):
 /** The walk listed one record path twice: two nodes of the tree hold the same key (not a valid MST). */
 export const isDuplicatePathError = (err: unknown): boolean => /UNIQUE constraint failed: import_record/i.test(d1ErrorText(err))
 
-/** The final batch found this import's staged rows gone (see finishImportStatements). */
-export const isStagingGoneError = (err: unknown): boolean => /NOT NULL constraint failed: commit_chain\.committed_at/i.test(d1ErrorText(err))
+/** The final batch found this import's staged rows gone (see finishImportStatements): its commit's guard refused it. */
+export const isStagingGoneError = isCommitGuardError
 
 /** What the walk found missing: MST nodes and record blocks the CAR did not hold (a few of each, and the counts). */
 export const findMissing = async (

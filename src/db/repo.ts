@@ -85,6 +85,54 @@ export interface CommitWrite {
   events: { type: string; bytes: Uint8Array }[]
   /** Extra statements that must commit with it (e.g. pds_state updates). */
   extra?: BatchItem<'sqlite'>[]
+  /**
+   * What the plan took as true without reading it (src/repo/plan-writes.ts,
+   * a write planned on the head this isolate remembers): checked by the
+   * commit's first statement, which refuses the whole batch when any of it
+   * no longer holds (`isCommitGuardError`).
+   */
+  assumes?: CommitAssumptions
+}
+
+export interface CommitAssumptions {
+  /** The password session the write is made under still has a refresh token. */
+  liveSession: string | null
+  /** Each referenced blob is held, with this MIME type and size. */
+  blobs: { cid: string; mimeType: string; size: number }[]
+  /** No record under `uriPrefix` links to `linkTo` at `path` (a new follow/like... replaces nothing). */
+  noBacklinks: { uriPrefix: string; path: string; linkTo: string }[]
+}
+
+/** The first statement's parameters beyond the commit's own four (D1 takes 100 per statement). */
+const assumptionParams = (a: CommitAssumptions): number => 1 + (a.liveSession === null ? 0 : 1) + 3 * a.blobs.length + 4 * a.noBacklinks.length
+
+/** Whether `a` fits the commit's first statement; a write that assumes more reads first instead. */
+export const canAssume = (a: CommitAssumptions): boolean => 4 + assumptionParams(a) <= MAX_PARAMS
+
+/**
+ * The condition under which the assumptions hold, as SQL with its
+ * parameters. Always assumed too, as the first read would have checked: the
+ * parent is the root (UNIQUE `prev` alone would let a commit follow one that
+ * is not in the chain at all, e.g. after the database was reset), and the
+ * account is active (src/account-status.ts).
+ */
+const assumptionsHold = (a: CommitAssumptions, prev: string): Required<SqlStatement> => {
+  const conditions = ['EXISTS (SELECT 1 FROM repo_root WHERE cid = ?)', "NOT EXISTS (SELECT 1 FROM account WHERE status <> 'active')"]
+  const params: (string | number)[] = [prev]
+  if (a.liveSession !== null) {
+    conditions.push('EXISTS (SELECT 1 FROM refresh_token WHERE session_id = ?)')
+    params.push(a.liveSession)
+  }
+  for (const b of a.blobs) {
+    conditions.push('EXISTS (SELECT 1 FROM blob WHERE cid = ? AND mime_type = ? AND size = ?)')
+    params.push(b.cid, b.mimeType, b.size)
+  }
+  // A range, not LIKE: DIDs may contain '%' (did:web ports are %3A).
+  for (const b of a.noBacklinks) {
+    conditions.push('NOT EXISTS (SELECT 1 FROM backlink WHERE path = ? AND link_to = ? AND uri >= ? AND uri < ?)')
+    params.push(b.path, b.linkTo, b.uriPrefix, `${b.uriPrefix}\uffff`)
+  }
+  return { sql: conditions.join(' AND '), params }
 }
 
 /** `(?, ?, ...)` groups for a multi-row VALUES list. */
@@ -98,8 +146,17 @@ const rowsOf = (rows: number, row: string): string => Array.from({ length: rows 
  */
 export const commitStatements = (w: CommitWrite): { statements: (SqlStatement | BatchItem<'sqlite'>)[]; eventAt: number[] } => {
   const s: (SqlStatement | BatchItem<'sqlite'>)[] = []
-  // First: claim the parent. Fails (and aborts the batch) for a stale writer.
-  s.push({ sql: 'INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, ?)', params: [w.cid, w.rev, w.prev ?? '', w.now] })
+  // First: claim the parent. Fails (and aborts the batch) for a stale writer, and, for a write that
+  // assumed what it did not read, when an assumption fails: committed_at is then NULL, which NOT NULL refuses.
+  if (w.assumes) {
+    const hold = assumptionsHold(w.assumes, w.prev ?? '')
+    s.push({
+      sql: `INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, (SELECT ? WHERE ${hold.sql}))`,
+      params: [w.cid, w.rev, w.prev ?? '', w.now, ...hold.params],
+    })
+  } else {
+    s.push({ sql: 'INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, ?)', params: [w.cid, w.rev, w.prev ?? '', w.now] })
+  }
 
   // 4 params per row; the bytes cross as hex (see hexBytes).
   for (const part of chunk(w.newBlocks, Math.floor(MAX_PARAMS / 4))) {
@@ -157,6 +214,9 @@ export const commitStatements = (w: CommitWrite): { statements: (SqlStatement | 
 /** D1 reports a constraint/trigger failure as an error whose message says so. */
 export const isStaleCommitError = (err: unknown): boolean =>
   /UNIQUE constraint failed: commit_chain|stale commit/i.test(d1ErrorText(err))
+
+/** The commit's first statement refused it: something its plan assumed (or an import's staging) is gone. */
+export const isCommitGuardError = (err: unknown): boolean => /NOT NULL constraint failed: commit_chain\.committed_at/i.test(d1ErrorText(err))
 
 /**
  * Writes one commit atomically and returns the seq each of its events got in

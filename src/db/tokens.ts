@@ -55,7 +55,7 @@ export const rotateRefreshToken = async (
   return updated.length > 0
 }
 
-/** A session is live while any of its refresh tokens exists: one row if it is (a record write asks in its first batch: src/db/write-reads.ts). */
+/** A session is live while any of its refresh tokens exists: one row if it is (a record write asks in its read batch, src/db/write-reads.ts, or its commit's guard, src/db/repo.ts). */
 export const liveSessionStatement = (sessionId: string): SqlStatement => ({
   sql: 'SELECT 1 AS live FROM refresh_token WHERE session_id = ? LIMIT 1',
   params: [sessionId],

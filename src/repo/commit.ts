@@ -12,12 +12,14 @@
  * memory (block cache aside, which is keyed by immutable CIDs) advances
  * before the batch has committed.
  *
- * Round trips for a warm write: one batch to read the root (and any
- * backlinks and blobs), one batch to commit.
+ * Round trips for a warm write: one, the commit, planned on the head this
+ * isolate committed last and guarded by D1 (src/repo/plan-writes.ts); two
+ * when the write reads first (a cold isolate, or the guard refused it): one
+ * batch to read the root (and any backlinks and blobs), one to commit.
  */
 import type { BatchItem } from 'drizzle-orm/batch'
 import { isMissingBlobError } from '../db/blobs'
-import { isStaleCommitError, writeCommit } from '../db/repo'
+import { isCommitGuardError, isStaleCommitError, writeCommit } from '../db/repo'
 import type { PlannedCommit, RepoContext } from './context'
 import { BlobRefError, InvalidRecordError, RepoBusyError } from './errors'
 import { planGenesis, type GenesisResult } from './plan-genesis'
@@ -106,15 +108,23 @@ const serialised = async <T>(fn: () => Promise<T>): Promise<T> => {
  * root when another isolate won the race. Returns null when the plan says
  * there is nothing to do.
  */
-export const runCommit = <R>(ctx: RepoContext, plan: () => Promise<PlannedCommit<R> | null>): Promise<R | null> =>
+export const runCommit = <R>(ctx: RepoContext, plan: (readFirst: boolean) => Promise<PlannedCommit<R> | null>): Promise<R | null> =>
   serialised(async () => {
+    let readFirst = false
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const planned = await plan()
+      const planned = await plan(readFirst)
       if (!planned) return null
       let seqs: number[] | null
       try {
         seqs = await writeCommit(ctx.db, planned.write)
       } catch (err) {
+        const assumed = planned.write.assumes !== undefined
+        if (assumed && (isStaleCommitError(err) || isCommitGuardError(err))) {
+          // Planned without reading, on a head another isolate has moved on from, or an assumption
+          // (session, account, blobs, backlinks) no longer holds: read, and plan again on what is there.
+          readFirst = true
+          continue
+        }
         if (isMissingBlobError(err)) {
           // The blob GC won a race against this commit: the batch was refused whole.
           throw new BlobRefError('Could not find blob: it was removed while the record was being written', 'BlobNotFound')
@@ -140,7 +150,7 @@ export const commitWrites = (ctx: RepoContext, requests: WriteRequest[], opts: C
   if (requests.length > MAX_WRITES) {
     return Promise.reject(new InvalidRecordError(`Too many writes. Max: ${MAX_WRITES}`))
   }
-  return runCommit(ctx, () => planWrites(ctx, requests, opts))
+  return runCommit(ctx, (readFirst) => planWrites(ctx, requests, opts, readFirst))
 }
 
 /** Makes a fresh identity's genesis commit (with `extra` statements in its batch); null when the repo already has one. */

@@ -2,12 +2,13 @@
  * The repo's head as this isolate last committed it: the signed commit and
  * its MST, with every node the isolate has already decoded kept decoded.
  *
- * A write reads the root from D1 first (src/repo/plan-writes.ts); when it is
- * the commit this isolate made last, the write starts from this tree instead
- * of loading the commit and decoding, schema-checking and re-hashing the MST
- * nodes on its path again. When another isolate has committed since, the
- * head is loaded from blocks as before. Nothing here is ahead of D1: the
- * head is remembered only after its batch has committed (src/repo/commit.ts).
+ * A write starts from this tree instead of loading the commit and decoding,
+ * schema-checking and re-hashing the MST nodes on its path again: planned on
+ * it without reading the root first, its commit refused by D1 if another
+ * isolate has committed since (src/repo/plan-writes.ts), or when the root it
+ * read is this commit. Otherwise the head is loaded from blocks. Nothing here
+ * is ahead of D1: the head is remembered only after its batch has committed
+ * (src/repo/commit.ts).
  *
  * Commits are formatted here too, as `Repo.formatCommit` of @atproto/repo
  * does (same tree operations, diff, proofs and signature) but with the
@@ -59,12 +60,21 @@ MST.prototype.serialize = function serializeOnce(this: MST) {
   return result
 }
 
+/**
+ * The head of this isolate's last commit, pointed at `db`, or null. It is the
+ * root in D1 unless another isolate has committed since: a write planned on
+ * it without reading the root is guarded by D1 (src/repo/plan-writes.ts).
+ */
+export const rememberedHead = (db: Db): RepoHead | null => {
+  if (!remembered || remembered.storage.loads >= MAX_NODE_LOADS) return null
+  remembered.storage.useDb(db)
+  return remembered
+}
+
 /** The head at `rootCid`: this isolate's own when it is current, otherwise loaded from blocks. */
 export const headAt = async (db: Db, rootCid: Cid, cache?: BlockCache): Promise<RepoHead> => {
-  if (remembered && remembered.cid.equals(rootCid) && remembered.storage.loads < MAX_NODE_LOADS) {
-    remembered.storage.useDb(db)
-    return remembered
-  }
+  const mine = rememberedHead(db)
+  if (mine?.cid.equals(rootCid)) return mine
   const storage = new D1Blockstore(db, cache)
   const commit = await storage.readObj(rootCid, def.versionedCommit)
   if (commit.version !== 3) throw new Error(`unsupported repo version ${commit.version}`)

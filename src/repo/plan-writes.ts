@@ -1,9 +1,12 @@
 /**
  * Planning a commit of record writes (create, update, put, delete), as the
- * reference PDS's `processWrites` does, on the root read fresh from D1:
+ * reference PDS's `processWrites` does:
  *
- * 1. one read batch: the root, the account's status (inactive: refused),
- *    older follows/likes of the same subjects (replaced by a new one, as the
+ * 1. what the tree is and may be written: the head this isolate committed
+ *    last, with the checks below as guards of the commit itself (see
+ *    `planWrites`), or one read batch: the root, the account's status
+ *    (inactive: refused), the password session (signed out: refused), older
+ *    follows/likes of the same subjects (replaced by a new one, as the
  *    reference does), the blobs referenced;
  * 2. checks: blob references, swapCommit, swapRecord, existence;
  * 3. the tree walk: each write resolved against the tree as the earlier
@@ -17,14 +20,14 @@
 import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
 import { assertActive } from '../account-status'
 import { blobReferenceStatements, type BlobRow } from '../db/blobs'
-import type { RootRow } from '../db/repo'
+import { canAssume, type CommitAssumptions, type RootRow } from '../db/repo'
 import { readForWrite } from '../db/write-reads'
 import { SessionRevokedError } from '../errors'
 import { encodeCommitEvent, type CommitOp } from '../firehose/events'
 import { blockRows, type PlannedCommit, type RepoContext } from './context'
 import { BadCommitSwapError, BadRecordSwapError, BlobRefError, InvalidRecordError } from './errors'
 import { backlinksOf, prepareDelete, type PreparedWrite } from './prepare'
-import { formatCommit, headAt, loadPaths } from './head'
+import { formatCommit, headAt, loadPaths, rememberedHead, type RepoHead } from './head'
 
 /** A write as the handlers ask for it; `put` becomes create or update against the current tree. */
 export type WriteRequest = PreparedWrite | (Omit<PreparedWrite & { action: 'update' }, 'action'> & { action: 'put' })
@@ -45,8 +48,9 @@ export interface CommitOptions {
   replaceBacklinks?: boolean
   /**
    * The password session the write is made under: checked to be live in the
-   * write's first D1 batch, so a signed-out session writes nothing and costs
-   * no extra round trip (src/auth/live-session.ts).
+   * write's own D1 round trip (the commit's guard, or the read batch), so a
+   * signed-out session writes nothing and costs no extra round trip
+   * (src/auth/live-session.ts).
    */
   liveSession?: string | null
 }
@@ -56,20 +60,71 @@ const MAX_EVENT_BLOCK_BYTES = 2_000_000
 
 const dataKey = (w: { collection: string; rkey: string }): string => `${w.collection}/${w.rkey}`
 
-/** The plan for `requests`, or null when nothing would change (an identical put). */
-export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): Promise<PlannedCommit<CommitResult> | null> => {
+/**
+ * The plan for `requests`, or null when nothing would change (an identical put).
+ *
+ * A warm isolate plans on the head it committed last without reading first
+ * (unless `readFirst`): the commit then carries what the reads would have
+ * checked (the account active, the session live, the blobs as referenced, no
+ * older follow/like to replace) as a guard D1 evaluates in the same batch,
+ * and D1 refuses it whole if another isolate has committed since (UNIQUE
+ * `commit_chain.prev`) or a guard fails (src/db/repo.ts). One round trip per
+ * write instead of two. Only a commit is ever decided that way: a plan that
+ * would refuse the write or change nothing on the remembered tree is made
+ * again on fresh reads, which decide it (the tree may be stale).
+ */
+export const planWrites = async (
+  ctx: RepoContext,
+  requests: WriteRequest[],
+  opts: CommitOptions,
+  readFirst = false,
+): Promise<PlannedCommit<CommitResult> | null> => {
+  const unread = readFirst ? null : planUnread(ctx, requests, opts)
+  if (unread) {
+    const planned = await unread.catch(() => null)
+    if (planned) return planned
+  }
   const { root, replaced, blobs } = await readForWrites(ctx, requests, opts)
   for (const w of requests) if (w.action !== 'delete') checkBlobRefs(w.blobs, blobs)
   const rootCid = parseCid(root.cid)
   if (opts.swapCommit && !opts.swapCommit.equals(rootCid)) throw new BadCommitSwapError(rootCid)
+  return planOn(ctx, await headAt(ctx.db, rootCid), requests, { replaced })
+}
 
+/** The plan on the remembered head, with what it assumes; null (then read first) when there is no head to start from. */
+const planUnread = (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): Promise<PlannedCommit<CommitResult> | null> | null => {
+  const head = rememberedHead(ctx.db)
+  if (!head || (opts.swapCommit && !opts.swapCommit.equals(head.cid))) return null
+  const puts = requests.filter((w) => w.action !== 'delete')
+  const blobs = new Map(puts.flatMap((w) => w.blobs.map((b) => [`${b.ref} ${b.mimeType} ${b.size}`, { cid: b.ref.toString(), mimeType: b.mimeType, size: b.size }])))
+  const assumes: CommitAssumptions = {
+    liveSession: opts.liveSession ?? null,
+    blobs: [...blobs.values()],
+    noBacklinks: backlinkQueries(ctx, requests, opts),
+  }
+  if (!canAssume(assumes)) return null
+  return planOn(ctx, head, requests, { replaced: new Set(), assumes })
+}
+
+/** The backlinks a new follow/like... must not find (an older one of the same subject is replaced). */
+const backlinkQueries = (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): CommitAssumptions['noBacklinks'] =>
+  opts.replaceBacklinks
+    ? requests.flatMap((w) => (w.action === 'create' ? backlinksOf(w).map((b) => ({ uriPrefix: `at://${ctx.did}/${w.collection}/`, ...b })) : []))
+    : []
+
+/** The commit of `requests` on `head`, deleting the `replaced` records in it. */
+const planOn = async (
+  ctx: RepoContext,
+  head: RepoHead,
+  requests: WriteRequest[],
+  basis: { replaced: Set<string>; assumes?: CommitAssumptions },
+): Promise<PlannedCommit<CommitResult> | null> => {
   // Older follows/likes... of the same subject are deleted in the same commit.
-  const conflictDeletes = [...replaced].map((uri) => {
+  const conflictDeletes = [...basis.replaced].map((uri) => {
     const [collection, rkey] = uri.slice(`at://${ctx.did}/`.length).split('/')
     return prepareDelete({ did: ctx.did, collection, rkey })
   })
 
-  const head = await headAt(ctx.db, rootCid)
   const prevData = head.commit.data
   const all = [...conflictDeletes, ...requests]
   await loadPaths(head, all.map(dataKey))
@@ -107,7 +162,7 @@ export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opt
       did: ctx.did,
       cid: commit.cid.toString(),
       rev: commit.rev,
-      prev: root.cid,
+      prev: head.cid.toString(),
       now,
       newBlocks: blockRows(commit.newBlocks),
       removedCids: commit.removedCids.toList().map((c) => c.toString()),
@@ -123,6 +178,7 @@ export const planWrites = async (ctx: RepoContext, requests: WriteRequest[], opt
         rev: commit.rev,
         now,
       }),
+      assumes: basis.assumes,
     },
     newBlocks: commit.newBlocks,
     head: commit.next,
@@ -139,9 +195,7 @@ const readForWrites = async (
   const reads = await readForWrite(ctx.db, {
     liveSession: opts.liveSession ?? null,
     blobCids: [...new Set(requests.flatMap((w) => (w.action === 'delete' ? [] : w.blobs.map((b) => b.ref.toString()))))],
-    backlinks: opts.replaceBacklinks
-      ? requests.flatMap((w) => (w.action === 'create' ? backlinksOf(w).map((b) => ({ uriPrefix: `at://${ctx.did}/${w.collection}/`, ...b })) : []))
-      : [],
+    backlinks: backlinkQueries(ctx, requests, opts),
   })
   // Read with the root, in the same round trip: a signed-out session and an inactive account's repo write nothing.
   if (reads.sessionLive === false) throw new SessionRevokedError()

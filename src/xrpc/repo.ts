@@ -75,7 +75,7 @@ const optionalCid = (value: string | undefined, field: string): Cid | undefined 
 /** The commit, written as the reference answers with it. */
 const commitView = (commit: CommitResult | null) => (commit ? { cid: commit.cid.toString(), rev: commit.rev } : undefined)
 
-/** Record writes check a password session in their commit's first D1 batch (src/auth/live-session.ts). */
+/** Record writes check a password session in their own D1 round trip (src/auth/live-session.ts). */
 const IN_COMMIT = { sessionCheckedInCommit: true }
 
 export const registerRepoMethods = (x: XrpcRouter): void => {

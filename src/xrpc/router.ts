@@ -45,7 +45,7 @@ export interface RouteOptions {
   forwardIf?: (req: Request, config: Config) => boolean
   /**
    * Record writes: the handler passes `auth.sessionId` to the write path,
-   * which checks the session in its first D1 batch (src/auth/live-session.ts).
+   * which checks the session in its own D1 round trip (src/auth/live-session.ts).
    */
   sessionCheckedInCommit?: boolean
 }
