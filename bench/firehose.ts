@@ -275,8 +275,8 @@ export const firehosePhase = async (
     report.note(
       `Our isolate's JavaScript (the Worker and the FirehoseHub alike) per write, sampled with perf on CPU time over ${ISOLATE_WRITES} writes per subscriber count after the rounds above ` +
         `(bench/isolate-cpu.ts); the user-worker process per write by owner (ms), by subscriber count: ${isolateNotes.join('. ')}. ` +
-        "What subscribers add beyond our JavaScript is the runtime's (owner runtime: WebSocket framing and the pipes between the hub, the Worker and wrangler's entry Worker, " +
-        "and locally permessage-deflate, which wrangler's entry Worker accepts from the bench's `ws` clients and the runtime then runs once per frame per socket; the reference never compresses).",
+        "What subscribers add beyond our JavaScript is the runtime's (owner runtime: WebSocket framing and the pipes between the hub, the Worker and wrangler's entry Worker). " +
+        'Each figure is one sample of that many writes: from run to run it moves by about 1 ms either way.',
     )
   }
 }
