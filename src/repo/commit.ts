@@ -118,20 +118,19 @@ export const runCommit = <R>(ctx: RepoContext, plan: (readFirst: boolean) => Pro
       try {
         seqs = await writeCommit(ctx.db, planned.write)
       } catch (err) {
+        // A plan made without reading is decided again on a read whatever D1 refused it for.
         const assumed = planned.write.assumes !== undefined
-        if (assumed && (isStaleCommitError(err) || isCommitGuardError(err))) {
-          // Planned without reading, on a head another isolate has moved on from, or an assumption
-          // (session, account, blobs, backlinks) no longer holds: read, and plan again on what is there.
-          readFirst = true
-          continue
-        }
-        if (isMissingBlobError(err)) {
+        if (!isStaleCommitError(err) && !(assumed && (isCommitGuardError(err) || isMissingBlobError(err)))) {
+          if (!isMissingBlobError(err)) throw err
           // The blob GC won a race against this commit: the batch was refused whole.
           throw new BlobRefError('Could not find blob: it was removed while the record was being written', 'BlobNotFound')
         }
-        if (!isStaleCommitError(err)) throw err
-        // Another isolate won the race: back off a little, with jitter, and plan again.
-        await sleep(Math.min(200, 5 * 2 ** attempt) * Math.random())
+        // From here on, plan on what D1 holds: read first.
+        readFirst = true
+        // Planned without reading, on a head another isolate has moved on from, or an assumption (session,
+        // account, blobs, backlinks) no longer holds: plan again at once. A read plan lost a race to
+        // another isolate: back off a little, with jitter, first.
+        if (!assumed) await sleep(Math.min(200, 5 * 2 ** attempt) * Math.random())
         continue
       }
       blockCache.remember(planned.newBlocks)
