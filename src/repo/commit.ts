@@ -118,18 +118,17 @@ export const runCommit = <R>(ctx: RepoContext, plan: (readFirst: boolean) => Pro
       try {
         seqs = await writeCommit(ctx.db, planned.write)
       } catch (err) {
-        // A plan made without reading is decided again on a read whatever D1 refused it for.
+        // Refused because the root moved, or, for a plan made without reading, because something it
+        // assumed (the root, session, account, blobs, backlinks) no longer holds: plan again, reading first.
         const assumed = planned.write.assumes !== undefined
-        if (!isStaleCommitError(err) && !(assumed && (isCommitGuardError(err) || isMissingBlobError(err)))) {
-          if (!isMissingBlobError(err)) throw err
+        const planAgain = isStaleCommitError(err) || (assumed && (isCommitGuardError(err) || isMissingBlobError(err)))
+        if (!planAgain) {
           // The blob GC won a race against this commit: the batch was refused whole.
-          throw new BlobRefError('Could not find blob: it was removed while the record was being written', 'BlobNotFound')
+          if (isMissingBlobError(err)) throw new BlobRefError('Could not find blob: it was removed while the record was being written', 'BlobNotFound')
+          throw err
         }
-        // From here on, plan on what D1 holds: read first.
         readFirst = true
-        // Planned without reading, on a head another isolate has moved on from, or an assumption (session,
-        // account, blobs, backlinks) no longer holds: plan again at once. A read plan lost a race to
-        // another isolate: back off a little, with jitter, first.
+        // A read plan lost a race to another isolate: back off a little, with jitter, before planning again.
         if (!assumed) await sleep(Math.min(200, 5 * 2 ** attempt) * Math.random())
         continue
       }
