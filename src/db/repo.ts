@@ -11,6 +11,7 @@ import type { BatchItem } from 'drizzle-orm/batch'
 import type { Db, SqlStatement } from './client'
 import { blobBytes, d1ErrorText, hexBytes, placeholders, schema } from './client'
 import { appendEventStatements } from './state'
+import { liveSessionStatement } from './tokens'
 
 const { block, commitChain, repoRoot, record, backlink } = schema
 
@@ -94,20 +95,31 @@ export interface CommitWrite {
   assumes?: CommitAssumptions
 }
 
+/** Records of a collection (by URI prefix) that link to `linkTo` at `path`. */
+export interface BacklinkQuery {
+  uriPrefix: string
+  path: string
+  linkTo: string
+}
+
+/**
+ * The URIs of the records `q` asks for: the write's read (src/db/write-reads.ts)
+ * and its guard ask alike. A range, not LIKE: DIDs may contain '%' (did:web
+ * ports are %3A).
+ */
+export const backlinkUrisStatement = (q: BacklinkQuery): Required<SqlStatement> => ({
+  sql: 'SELECT uri FROM backlink WHERE path = ? AND link_to = ? AND uri >= ? AND uri < ?',
+  params: [q.path, q.linkTo, q.uriPrefix, `${q.uriPrefix}\uffff`],
+})
+
 export interface CommitAssumptions {
   /** The password session the write is made under still has a refresh token. */
   liveSession: string | null
   /** Each referenced blob is held, with this MIME type and size. */
   blobs: { cid: string; mimeType: string; size: number }[]
-  /** No record under `uriPrefix` links to `linkTo` at `path` (a new follow/like... replaces nothing). */
-  noBacklinks: { uriPrefix: string; path: string; linkTo: string }[]
+  /** No record matches any of these (a new follow/like... replaces nothing). */
+  noBacklinks: BacklinkQuery[]
 }
-
-/** The first statement's parameters beyond the commit's own four (D1 takes 100 per statement). */
-const assumptionParams = (a: CommitAssumptions): number => 1 + (a.liveSession === null ? 0 : 1) + 3 * a.blobs.length + 4 * a.noBacklinks.length
-
-/** Whether `a` fits the commit's first statement; a write that assumes more reads first instead. */
-export const canAssume = (a: CommitAssumptions): boolean => 4 + assumptionParams(a) <= MAX_PARAMS
 
 /**
  * The condition under which the assumptions hold, as SQL with its
@@ -117,23 +129,25 @@ export const canAssume = (a: CommitAssumptions): boolean => 4 + assumptionParams
  * account is active (src/account-status.ts).
  */
 const assumptionsHold = (a: CommitAssumptions, prev: string): Required<SqlStatement> => {
-  const conditions = ['EXISTS (SELECT 1 FROM repo_root WHERE cid = ?)', "NOT EXISTS (SELECT 1 FROM account WHERE status <> 'active')"]
-  const params: (string | number)[] = [prev]
-  if (a.liveSession !== null) {
-    conditions.push('EXISTS (SELECT 1 FROM refresh_token WHERE session_id = ?)')
-    params.push(a.liveSession)
+  const conditions: string[] = []
+  const params: NonNullable<SqlStatement['params']> = []
+  const add = (test: 'EXISTS' | 'NOT EXISTS', query: SqlStatement): void => {
+    conditions.push(`${test} (${query.sql})`)
+    params.push(...(query.params ?? []))
   }
-  for (const b of a.blobs) {
-    conditions.push('EXISTS (SELECT 1 FROM blob WHERE cid = ? AND mime_type = ? AND size = ?)')
-    params.push(b.cid, b.mimeType, b.size)
-  }
-  // A range, not LIKE: DIDs may contain '%' (did:web ports are %3A).
-  for (const b of a.noBacklinks) {
-    conditions.push('NOT EXISTS (SELECT 1 FROM backlink WHERE path = ? AND link_to = ? AND uri >= ? AND uri < ?)')
-    params.push(b.path, b.linkTo, b.uriPrefix, `${b.uriPrefix}\uffff`)
-  }
+  add('EXISTS', { sql: 'SELECT 1 FROM repo_root WHERE cid = ?', params: [prev] })
+  add('NOT EXISTS', { sql: "SELECT 1 FROM account WHERE status <> 'active'" })
+  if (a.liveSession !== null) add('EXISTS', liveSessionStatement(a.liveSession))
+  for (const b of a.blobs) add('EXISTS', { sql: 'SELECT 1 FROM blob WHERE cid = ? AND mime_type = ? AND size = ?', params: [b.cid, b.mimeType, b.size] })
+  for (const q of a.noBacklinks) add('NOT EXISTS', backlinkUrisStatement(q))
   return { sql: conditions.join(' AND '), params }
 }
+
+/** The commit's own parameters in its first statement (cid, rev, prev, committed_at). */
+const CHAIN_PARAMS = 4
+
+/** Whether `a` fits the commit's first statement (D1 takes 100 parameters per statement); a write that assumes more reads first instead. */
+export const canAssume = (a: CommitAssumptions): boolean => CHAIN_PARAMS + assumptionsHold(a, '').params.length <= MAX_PARAMS
 
 /** `(?, ?, ...)` groups for a multi-row VALUES list. */
 const rowsOf = (rows: number, row: string): string => Array.from({ length: rows }, () => row).join(', ')
@@ -148,15 +162,11 @@ export const commitStatements = (w: CommitWrite): { statements: (SqlStatement | 
   const s: (SqlStatement | BatchItem<'sqlite'>)[] = []
   // First: claim the parent. Fails (and aborts the batch) for a stale writer, and, for a write that
   // assumed what it did not read, when an assumption fails: committed_at is then NULL, which NOT NULL refuses.
-  if (w.assumes) {
-    const hold = assumptionsHold(w.assumes, w.prev ?? '')
-    s.push({
-      sql: `INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, (SELECT ? WHERE ${hold.sql}))`,
-      params: [w.cid, w.rev, w.prev ?? '', w.now, ...hold.params],
-    })
-  } else {
-    s.push({ sql: 'INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, ?)', params: [w.cid, w.rev, w.prev ?? '', w.now] })
-  }
+  const hold = w.assumes && assumptionsHold(w.assumes, w.prev ?? '')
+  s.push({
+    sql: `INSERT INTO commit_chain (cid, rev, prev, committed_at) VALUES (?, ?, ?, ${hold ? `(SELECT ? WHERE ${hold.sql})` : '?'})`,
+    params: [w.cid, w.rev, w.prev ?? '', w.now, ...(hold ? hold.params : [])],
+  })
 
   // 4 params per row; the bytes cross as hex (see hexBytes).
   for (const part of chunk(w.newBlocks, Math.floor(MAX_PARAMS / 4))) {

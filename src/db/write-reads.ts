@@ -9,7 +9,7 @@
 import type { AccountRow } from './account-row'
 import type { BlobRow } from './blobs'
 import { placeholders, type Db, type SqlStatement } from './client'
-import { chunk, MAX_PARAMS, type RootRow } from './repo'
+import { backlinkUrisStatement, chunk, MAX_PARAMS, type BacklinkQuery, type RootRow } from './repo'
 import { liveSessionStatement } from './tokens'
 
 export interface WriteReadsRequest {
@@ -17,7 +17,7 @@ export interface WriteReadsRequest {
   liveSession: string | null
   blobCids: string[]
   /** Records of a collection (by URI prefix) linking to `linkTo` at `path`. */
-  backlinks: { uriPrefix: string; path: string; linkTo: string }[]
+  backlinks: BacklinkQuery[]
 }
 
 export interface WriteReads {
@@ -42,11 +42,7 @@ export const readForWrite = async (db: Db, req: WriteReadsRequest): Promise<Writ
       sql: `SELECT cid, r2_key AS r2Key, mime_type AS mimeType, size FROM blob WHERE cid IN (${placeholders(part.length)})`,
       params: part,
     })),
-    // A range, not LIKE: DIDs may contain '%' (did:web ports are %3A).
-    ...req.backlinks.map((b) => ({
-      sql: 'SELECT uri FROM backlink WHERE path = ? AND link_to = ? AND uri >= ? AND uri < ?',
-      params: [b.path, b.linkTo, b.uriPrefix, `${b.uriPrefix}\uffff`],
-    })),
+    ...req.backlinks.map(backlinkUrisStatement),
   ]
   const rows = await db.batchSql(statements)
   let at = 2

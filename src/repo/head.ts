@@ -3,11 +3,11 @@
  * its MST, with every node the isolate has already decoded kept decoded.
  *
  * A write starts from this tree instead of loading the commit and decoding,
- * schema-checking and re-hashing the MST nodes on its path again: planned on
- * it without reading the root first, its commit refused by D1 if another
- * isolate has committed since (src/repo/plan-writes.ts), or when the root it
- * read is this commit. Otherwise the head is loaded from blocks. Nothing here
- * is ahead of D1: the head is remembered only after its batch has committed
+ * schema-checking and re-hashing the MST nodes on its path again: without
+ * reading the root first, its commit guarded by D1 against another isolate
+ * having committed since (src/repo/plan-writes.ts), or when the root it read
+ * is this commit. Otherwise the head is loaded from blocks. Nothing here is
+ * ahead of D1: the head is remembered only after its batch has committed
  * (src/repo/commit.ts).
  *
  * Commits are formatted here too, as `Repo.formatCommit` of @atproto/repo

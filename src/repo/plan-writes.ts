@@ -20,7 +20,7 @@
 import { type Cid, parseCid, type TypedBlobRef } from '@atproto/lex-data'
 import { assertActive } from '../account-status'
 import { blobReferenceStatements, type BlobRow } from '../db/blobs'
-import { canAssume, type CommitAssumptions, type RootRow } from '../db/repo'
+import { canAssume, type BacklinkQuery, type CommitAssumptions, type RootRow } from '../db/repo'
 import { readForWrite } from '../db/write-reads'
 import { SessionRevokedError } from '../errors'
 import { encodeCommitEvent, type CommitOp } from '../firehose/events'
@@ -67,8 +67,8 @@ const dataKey = (w: { collection: string; rkey: string }): string => `${w.collec
  * (unless `readFirst`): the commit then carries what the reads would have
  * checked (the account active, the session live, the blobs as referenced, no
  * older follow/like to replace) as a guard D1 evaluates in the same batch,
- * and D1 refuses it whole if another isolate has committed since (UNIQUE
- * `commit_chain.prev`) or a guard fails (src/db/repo.ts). One round trip per
+ * with the head being the root, and D1 refuses the batch whole when any of
+ * it fails (src/db/repo.ts). One round trip per
  * write instead of two. Only a commit is ever decided that way: a plan that
  * would refuse the write or change nothing on the remembered tree is made
  * again on fresh reads, which decide it (the tree may be stale).
@@ -79,9 +79,8 @@ export const planWrites = async (
   opts: CommitOptions,
   readFirst = false,
 ): Promise<PlannedCommit<CommitResult> | null> => {
-  const unread = readFirst ? null : planUnread(ctx, requests, opts)
-  if (unread) {
-    const planned = await unread.catch(() => null)
+  if (!readFirst) {
+    const planned = await planUnread(ctx, requests, opts).catch(() => null)
     if (planned) return planned
   }
   const { root, replaced, blobs } = await readForWrites(ctx, requests, opts)
@@ -91,8 +90,8 @@ export const planWrites = async (
   return planOn(ctx, await headAt(ctx.db, rootCid), requests, { replaced })
 }
 
-/** The plan on the remembered head, with what it assumes; null (then read first) when there is no head to start from. */
-const planUnread = (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): Promise<PlannedCommit<CommitResult> | null> | null => {
+/** The plan on the remembered head, with what it assumes; null (then the write reads first) when there is none to make. */
+const planUnread = async (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): Promise<PlannedCommit<CommitResult> | null> => {
   const head = rememberedHead(ctx.db)
   if (!head || (opts.swapCommit && !opts.swapCommit.equals(head.cid))) return null
   const puts = requests.filter((w) => w.action !== 'delete')
@@ -107,7 +106,7 @@ const planUnread = (ctx: RepoContext, requests: WriteRequest[], opts: CommitOpti
 }
 
 /** The backlinks a new follow/like... must not find (an older one of the same subject is replaced). */
-const backlinkQueries = (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): CommitAssumptions['noBacklinks'] =>
+const backlinkQueries = (ctx: RepoContext, requests: WriteRequest[], opts: CommitOptions): BacklinkQuery[] =>
   opts.replaceBacklinks
     ? requests.flatMap((w) => (w.action === 'create' ? backlinksOf(w).map((b) => ({ uriPrefix: `at://${ctx.did}/${w.collection}/`, ...b })) : []))
     : []
