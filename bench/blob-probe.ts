@@ -9,7 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, REPO_ROOT } from '../test/e2e/harness'
+import { childEnv, freePort, REPO_ROOT } from '../test/e2e/harness'
 import { findWranglerPid, workerdOf } from './proc'
 import { sleep } from './rounds'
 
@@ -42,7 +42,7 @@ export const startProbe = async (): Promise<Probe> => {
   args.push('--inspector-port', String(inspectorPort), '--persist-to', persistDir, '--show-interactive-dev-session=false')
   const child = spawn(NODE, args, {
     cwd: REPO_ROOT,
-    env: { X_LOCAL_OBSERVABILITY: 'false', X_LOCAL_EXPLORER: 'false', ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1', FORCE_COLOR: '0' },
+    env: childEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   })

@@ -109,7 +109,8 @@ const toHex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex')
 // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes
 const stripAnsi = (s: string): string => s.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
 
-const childEnv = (): NodeJS.ProcessEnv => ({
+/** The environment every `wrangler dev` of the tests and the bench runs with. */
+export const childEnv = (): NodeJS.ProcessEnv => ({
   // wrangler dev's local observability collector (a streaming tail of every
   // request, span and log line) and data explorer (which wraps the Durable
   // Object's module) are development tools that do not exist on Cloudflare;
