@@ -92,10 +92,13 @@ describe.skipIf(!HAVE_REFERENCE)('PAR', () => {
 
   test('success: 201 with a request_uri and expires_in 299, a DPoP-Nonce, no-store', async () => {
     const [a, b] = await both((c) => par(c))
+    // Ours answers 299. The reference answers floor((expiry - now) / 1000) for a 300 s expiry: 299 once a
+    // millisecond has passed since it set the expiry, 300 if none has (seen in CI).
+    expect(a.body?.expires_in).toBe(299)
+    expect([299, 300]).toContain(b.body?.expires_in)
     for (const res of [a, b]) {
       expect(res.status).toBe(201)
       expect(res.body?.request_uri).toMatch(/^urn:ietf:params:oauth:request_uri:req-[0-9a-f]{32}$/)
-      expect(res.body?.expires_in).toBe(299)
       expect(res.headers.get('dpop-nonce')).toBeTruthy()
       expect(res.headers.get('cache-control')).toBe('no-store')
     }
